@@ -1,0 +1,124 @@
+"""`hutch` entry point: runc-style global options, then one command.
+
+Kept tiny on purpose: it parses the global options by hand (argparse costs
+milliseconds on the container-start path) and imports only the module of the
+command being run.  Each command module exposes
+``main(command: str, argv: list[str], g: GlobalOptions) -> int``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+# command -> module implementing it (imported lazily)
+COMMANDS = {
+    "run": "hutch.cli.run",
+    "create": "hutch.cli.oci", "start": "hutch.cli.oci", "state": "hutch.cli.oci",
+    "list": "hutch.cli.oci", "kill": "hutch.cli.oci", "delete": "hutch.cli.oci",
+    "exec": "hutch.cli.oci", "ps": "hutch.cli.oci", "spec": "hutch.cli.oci",
+    "features": "hutch.cli.oci",
+    "update": "hutch.cli.cgroups", "pause": "hutch.cli.cgroups", "resume": "hutch.cli.cgroups",
+    "events": "hutch.cli.cgroups", "stats": "hutch.cli.cgroups",
+    "ns": "hutch.cli.ns", "netns": "hutch.cli.netns",
+    "init": "hutch.cli.init",
+}
+
+USAGE = """usage: hutch [--root DIR] [--log FILE] [--log-format text|json] [--debug]
+             [--systemd-cgroup] COMMAND [ARGS...]
+
+Containers from Linux namespaces, and an OCI runtime compatible with runc.
+
+container commands:
+  run [OPTIONS] -- CMD [ARGS]   run CMD in a new container (hutch run --help)
+  run [--bundle DIR] ID         OCI: create and start container ID from a bundle
+OCI runtime commands (as runc):
+  create start state list kill delete exec ps spec features
+  update pause resume events stats
+namespace tools:
+  ns ls | ns enter              lsns and nsenter equivalents
+  netns add|del|list|exec|...   ip netns equivalent
+"""
+
+VERSION = "0.1.0"
+_FLAG_GLOBALS = {"--debug": "debug", "--systemd-cgroup": "systemd_cgroup",
+                 "--no-new-keyring": None, "--rootless": None}
+_VALUE_GLOBALS = {"--root": "root", "--log": "log", "--log-format": "log_format",
+                  "--criu": None, "--rootless": None}
+
+
+@dataclass
+class GlobalOptions:
+    root: str = "/run/hutch"
+    log: str | None = None
+    log_format: str = "text"
+    debug: bool = False
+    systemd_cgroup: bool = False
+
+
+def parse_globals(argv: list[str]) -> tuple[GlobalOptions, list[str]]:
+    g = GlobalOptions()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        name, eq, value = arg.partition("=")
+        if name in _VALUE_GLOBALS and not (name == "--rootless" and not eq and
+                                             (i + 1 >= len(argv) or argv[i + 1] not in ("true", "false", "auto"))):
+            if not eq:
+                i += 1
+                if i >= len(argv):
+                    raise SystemExit(f"hutch: option {name} needs a value")
+                value = argv[i]
+            if _VALUE_GLOBALS[name]:
+                setattr(g, _VALUE_GLOBALS[name], value)
+        elif arg in _FLAG_GLOBALS:
+            if _FLAG_GLOBALS[arg]:
+                setattr(g, _FLAG_GLOBALS[arg], True)
+        else:
+            break
+        i += 1
+    return g, argv[i:]
+
+
+def report_error(err: BaseException, g: GlobalOptions) -> None:
+    """One line on stderr, and in the --log file in runc's format when asked."""
+    text = str(err)
+    print(f"hutch: {text}", file=sys.stderr)
+    if g.log:
+        from hutch.cli.log import write_log
+        write_log(g, "error", text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        g, rest = parse_globals(argv)
+    except SystemExit as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if not rest or rest[0] in ("-h", "--help", "help"):
+        print(USAGE, end="")
+        return 0 if rest else 1
+    if rest[0] in ("-v", "--version", "version"):
+        print(f"hutch version {VERSION}\nspec: 1.2.0")
+        return 0
+    command = rest[0]
+    module_name = COMMANDS.get(command)
+    if module_name is None:
+        print(f"hutch: unknown command {command!r} (see hutch --help)", file=sys.stderr)
+        return 1
+    import importlib
+    from hutch.errors import HutchError
+    try:
+        module = importlib.import_module(module_name)
+        return module.main(command, rest[1:], g)
+    except HutchError as err:
+        report_error(err, g)
+        return err.exit_code if err.exit_code is not None else (125 if command == "run" else 1)
+    except KeyboardInterrupt:
+        return 130
+
+
+def entry() -> None:
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Container state on disk: one directory per container under the runtime root.
+
+Layout (``ROOT`` defaults to /run/hutch, runc's ``--root``)::
+
+    ROOT/<id>/state.json   the record below, replaced atomically (write + rename)
+    ROOT/<id>/exec.fifo    exists while the container is "created" (see launcher)
+    ROOT/<id>/.lock        flock()ed by any command changing this container
+
+The record keeps everything the container owns so that ``delete`` (and a crash
+recovery) can undo it: cgroup paths, network namespaces and mounts, and the pid
+with its start time so a recycled pid is never taken for the container.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+from hutch.errors import ConfigError, NotFoundError
+from hutch.sys import proc
+
+DEFAULT_ROOT = "/run/hutch"
+OCI_VERSION = "1.2.0"
+_ID_RE = re.compile(r"^[\w+\-.]+$")
+
+
+@dataclass
+class State:
+    id: str
+    bundle: str
+    pid: int = 0
+    pid_start: int | None = None
+    status: str = "creating"          # creating, created, running, stopped (as last recorded)
+    created: str = ""                 # RFC 3339 timestamp
+    owner: str = ""
+    rootfs: str = ""
+    annotations: dict = field(default_factory=dict)
+    config_path: str = ""             # the config.json the container was created from
+    # What the container owns, for cleanup and for the tools:
+    namespaces: dict = field(default_factory=dict)   # OCI type -> path it was joined from or "new"
+    cgroup: dict = field(default_factory=dict)       # {"driver": "v1"|"v2"|"systemd", "paths": {...}}
+    network: dict = field(default_factory=dict)      # reserved for net/: netns path, veths, ...
+    mounts: list = field(default_factory=list)       # host-side mounts to undo on delete
+    systemd_cgroup: bool = False
+    exit_status: int | None = None
+
+    def live_status(self) -> str:
+        """created/running/stopped as the OCI spec defines them, from the process itself."""
+        if self.status == "creating":
+            return "creating"
+        if not proc.is_alive(self.pid, self.pid_start):
+            return "stopped"
+        if self.status == "paused":
+            return "paused"
+        return self.status if self.status in ("created", "running") else "running"
+
+    def oci(self) -> dict:
+        """The state object of the runtime spec (what `state` prints and hooks read)."""
+        status = self.live_status()
+        out = {"ociVersion": OCI_VERSION, "id": self.id, "status": status,
+               "pid": self.pid if status != "stopped" else 0, "bundle": self.bundle}
+        if self.annotations:
+            out["annotations"] = self.annotations
+        return out
+
+
+def validate_id(container_id: str) -> str:
+    if not container_id or not _ID_RE.match(container_id) or container_id in (".", ".."):
+        raise ConfigError(f"invalid container id {container_id!r}: use letters, digits, _ + - .",
+                          where="container id")
+    return container_id
+
+
+def container_dir(root: str, container_id: str) -> str:
+    return os.path.join(root, validate_id(container_id))
+
+
+def save(root: str, state: State) -> None:
+    """Write state.json by writing a temp file and renaming it: readers never see it torn."""
+    path = os.path.join(container_dir(root, state.id), "state.json")
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w") as f:
+        json.dump(asdict(state), f)
+    os.rename(tmp, path)
+
+
+def load(root: str, container_id: str) -> State:
+    path = os.path.join(container_dir(root, container_id), "state.json")
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise NotFoundError(f"container {container_id} does not exist") from None
+    known = State.__dataclass_fields__
+    return State(**{k: v for k, v in data.items() if k in known})
+
+
+def list_states(root: str = DEFAULT_ROOT) -> list[State]:
+    try:
+        names = sorted(os.listdir(root))
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        try:
+            out.append(load(root, name))
+        except (NotFoundError, ConfigError, ValueError, TypeError):
+            continue
+    return out
+
+
+@contextmanager
+def locked(root: str, container_id: str, create: bool = False):
+    """Hold an exclusive flock on the container directory's lock file."""
+    directory = container_dir(root, container_id)
+    if create:
+        os.makedirs(root, mode=0o711, exist_ok=True)
+    elif not os.path.isdir(directory):
+        raise NotFoundError(f"container {container_id} does not exist")
+    lock_path = os.path.join(root, f".{container_id}.lock")
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield directory
+    finally:
+        os.close(fd)

@@ -1,0 +1,62 @@
+"""Capability names and numbers (linux/capability.h), and mask helpers."""
+
+from __future__ import annotations
+
+from hutch.errors import ConfigError
+
+CAPABILITIES = {
+    "CAP_CHOWN": 0, "CAP_DAC_OVERRIDE": 1, "CAP_DAC_READ_SEARCH": 2, "CAP_FOWNER": 3,
+    "CAP_FSETID": 4, "CAP_KILL": 5, "CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8,
+    "CAP_LINUX_IMMUTABLE": 9, "CAP_NET_BIND_SERVICE": 10, "CAP_NET_BROADCAST": 11,
+    "CAP_NET_ADMIN": 12, "CAP_NET_RAW": 13, "CAP_IPC_LOCK": 14, "CAP_IPC_OWNER": 15,
+    "CAP_SYS_MODULE": 16, "CAP_SYS_RAWIO": 17, "CAP_SYS_CHROOT": 18, "CAP_SYS_PTRACE": 19,
+    "CAP_SYS_PACCT": 20, "CAP_SYS_ADMIN": 21, "CAP_SYS_BOOT": 22, "CAP_SYS_NICE": 23,
+    "CAP_SYS_RESOURCE": 24, "CAP_SYS_TIME": 25, "CAP_SYS_TTY_CONFIG": 26, "CAP_MKNOD": 27,
+    "CAP_LEASE": 28, "CAP_AUDIT_WRITE": 29, "CAP_AUDIT_CONTROL": 30, "CAP_SETFCAP": 31,
+    "CAP_MAC_OVERRIDE": 32, "CAP_MAC_ADMIN": 33, "CAP_SYSLOG": 34, "CAP_WAKE_ALARM": 35,
+    "CAP_BLOCK_SUSPEND": 36, "CAP_AUDIT_READ": 37, "CAP_PERFMON": 38, "CAP_BPF": 39,
+    "CAP_CHECKPOINT_RESTORE": 40,
+}
+CAP_NAMES = {v: k for k, v in CAPABILITIES.items()}
+
+# docker/podman's default set for containers.
+DEFAULT_CAPS = [
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+]
+
+
+def last_cap() -> int:
+    """Highest capability number the running kernel knows."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return max(CAPABILITIES.values())
+
+
+def normalize(name: str) -> str:
+    name = name.strip().upper()
+    return name if name.startswith("CAP_") else "CAP_" + name
+
+
+def to_mask(names, where: str = "capabilities") -> int:
+    """Mask of capability names; an unknown name is a ConfigError naming `where`."""
+    mask = 0
+    for i, name in enumerate(names or ()):
+        if not isinstance(name, str):
+            raise ConfigError(f"capability must be a string, not {name!r}", where=f"{where}[{i}]")
+        number = CAPABILITIES.get(normalize(name))
+        if number is None:
+            raise ConfigError(f"unknown capability {name!r}", where=f"{where}[{i}]")
+        mask |= 1 << number
+    return mask
+
+
+def to_names(mask: int) -> list[str]:
+    return [CAP_NAMES.get(i, f"CAP_{i}") for i in range(64) if mask >> i & 1]
+
+
+def all_caps_mask() -> int:
+    return (1 << (last_cap() + 1)) - 1

@@ -1,0 +1,81 @@
+"""What a test run may leave on the machine: mounts, netns, links, cgroups, nft tables,
+processes.  Compared before and after the session."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+
+def _mounts() -> set[str]:
+    out = set()
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            target = line.split()[4]
+            if "hutch" in target or target.startswith("/tmp/") or target.startswith("/run/netns/"):
+                out.add(target)
+    return out
+
+
+def _netns() -> set[str]:
+    try:
+        return set(os.listdir("/run/netns"))
+    except FileNotFoundError:
+        return set()
+
+
+def _links() -> set[str]:
+    try:
+        out = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return {line.split(": ")[1].split("@")[0] for line in out.splitlines() if ": " in line}
+
+
+def _cgroups() -> set[str]:
+    found = set()
+    root = Path("/sys/fs/cgroup")
+    for ctl in root.iterdir() if root.exists() else ():
+        for depth in ("*", "*/*", "*/*/*"):
+            for p in ctl.glob(depth):
+                if p.is_dir() and ("hutch" in p.name.lower() or "hutch-test" in str(p)):
+                    found.add(str(p))
+    return found
+
+
+def _nft_tables() -> set[str]:
+    try:
+        out = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    return set(out.splitlines())
+
+
+def _hutch_processes() -> set[str]:
+    """Processes whose command line names hutch or a test bundle (container inits)."""
+    found = set()
+    me = os.getpid()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "hutch-test-" in cmd or "hutch init" in cmd or "[hutch" in cmd:
+            found.add(f"{pid} {cmd[:80]}")
+    return found
+
+
+SCANS = {"mounts": _mounts, "netns": _netns, "links": _links, "cgroups": _cgroups,
+         "nft tables": _nft_tables, "processes": _hutch_processes}
+
+
+def snapshot() -> dict[str, set[str]]:
+    return {name: scan() for name, scan in SCANS.items()}
+
+
+def new_since(before: dict[str, set[str]], after: dict[str, set[str]]) -> dict[str, list[str]]:
+    return {k: sorted(after[k] - before.get(k, set())) for k in after if after[k] - before.get(k, set())}
