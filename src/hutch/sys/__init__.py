@@ -166,3 +166,9 @@ def pidfd_open(pid: int) -> int:
 def pidfd_send_signal(pidfd: int, sig: int) -> None:
     syscall("pidfd_send_signal", ctypes.c_int(pidfd), ctypes.c_int(sig), None, ctypes.c_uint(0),
             detail=str(sig))
+
+
+def socket_fd(family: int, sock_type: int, proto: int = 0) -> int:
+    """A raw socket fd (close-on-exec) without importing the socket module."""
+    return _check(_libc.socket(ctypes.c_int(family), ctypes.c_int(sock_type | 0o2000000),
+                               ctypes.c_int(proto)), "socket", str(family))

@@ -1,0 +1,19 @@
+"""hutch: Linux containers from first principles.
+
+`hutch.run(args, ...)` runs a command in a new container like subprocess.run;
+`hutch.Container` starts, waits for, signals and inspects one.  Submodules load
+lazily so that `import hutch` stays cheap on the container-start path.
+"""
+
+__version__ = "0.1.0"
+__all__ = ["run", "Container", "HutchError"]
+
+
+def __getattr__(name):
+    if name in ("run", "Container"):
+        from hutch import api
+        return getattr(api, name)
+    if name == "HutchError":
+        from hutch.errors import HutchError
+        return HutchError
+    raise AttributeError(f"module 'hutch' has no attribute {name!r}")

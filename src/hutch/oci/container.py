@@ -1,0 +1,376 @@
+"""Container lifecycle: create, start, run, state, kill, delete, exec.
+
+One function per verb, each taking the runtime root and the container id, the
+way runc's commands do; the CLI and the Python API are thin layers over these.
+State changes happen under the container's lock and are written by rename.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import time
+
+from hutch import sys as hsys
+from hutch.errors import ConfigError, HutchError, NotFoundError, StateError
+from hutch.oci import state as st
+from hutch.oci.launcher import Launch, close_all, container_ns_fds, open_namespaces, plan_namespaces, spawn
+from hutch.sys import proc
+
+FIFO_NAME = "exec.fifo"
+CONFIG_COPY = "config.json"
+
+
+def _now() -> str:
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1e9):09d}Z"
+
+
+def load_bundle_config(bundle: str) -> dict:
+    from hutch.oci.validate import load_config, validate_config
+    return validate_config(load_config(bundle), bundle)
+
+
+def rootfs_path(spec: dict, bundle: str) -> str:
+    path = spec["root"]["path"]
+    if path.startswith("hutch:"):
+        return path
+    return path if os.path.isabs(path) else os.path.join(bundle, path)
+
+
+def _cgroup_manager(spec: dict, container_id: str, systemd: bool):
+    """The container's cgroup manager, or None when the spec asks for nothing and no
+    cgroupsPath (hutch run without limits skips cgroups to start faster)."""
+    linux = spec.get("linux") or {}
+    from hutch import cgroups
+    manager = cgroups.for_container(container_id, linux.get("cgroupsPath"), systemd=systemd)
+    resources = linux.get("resources") or {}
+    manager.validate(resources)
+    return manager, resources
+
+
+def _id_maps(spec: dict):
+    from hutch.ns.idmap import from_oci
+    linux = spec.get("linux") or {}
+    return (from_oci(linux.get("uidMappings"), "linux.uidMappings"),
+            from_oci(linux.get("gidMappings"), "linux.gidMappings"))
+
+
+def prepare_launch(spec: dict, bundle: str, container_id: str, mode: str, **kw) -> Launch:
+    flags, paths = plan_namespaces(spec)
+    uid_maps, gid_maps = _id_maps(spec)
+    if flags & hsys.CLONE_NEWUSER and not (uid_maps and gid_maps):
+        raise ConfigError("a new user namespace needs uidMappings and gidMappings", where="linux.uidMappings")
+    launch = Launch(spec=spec, bundle=bundle, container_id=container_id, mode=mode,
+                    new_ns_flags=flags, uid_maps=uid_maps, gid_maps=gid_maps, **kw)
+    launch.ns_fds = open_namespaces(paths, spec)
+    return launch
+
+
+def _hook_state(state: st.State, status: str, pid: int) -> dict:
+    out = {"ociVersion": st.OCI_VERSION, "id": state.id, "status": status, "pid": pid,
+           "bundle": state.bundle}
+    if state.annotations:
+        out["annotations"] = state.annotations
+    return out
+
+
+def create(root: str, container_id: str, bundle: str, *, console_socket: str | None = None,
+           pid_file: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
+           systemd_cgroup: bool = False, spec: dict | None = None, foreground: bool = False,
+           use_init: bool = False, console_fd: int | None = None,
+           cgroup: bool = True, stdio: tuple | None = None) -> tuple[st.State, object]:
+    """Create the container: everything set up, the process waiting before the user program.
+
+    Returns the saved state and the launch handle (`Started`).  With
+    foreground=True the process waits on the channel instead of the fifo and the
+    caller releases it (used by `run` when it stays attached)."""
+    bundle = os.path.abspath(bundle)
+    st.validate_id(container_id)
+    spec = spec if spec is not None else load_bundle_config(bundle)
+    manager, resources = (_cgroup_manager(spec, container_id, systemd_cgroup) if cgroup else (None, None))
+    with st.locked(root, container_id, create=True) as directory:
+        try:
+            os.mkdir(directory, 0o711)
+        except FileExistsError:
+            raise ConfigError(f"container with id {container_id} already exists", where="container id") from None
+        state = st.State(id=container_id, bundle=bundle, status="creating", created=_now(),
+                         owner="root" if os.geteuid() == 0 else str(os.geteuid()),
+                         rootfs=rootfs_path(spec, bundle),
+                         annotations=spec.get("annotations") or {}, config_path=CONFIG_COPY,
+                         systemd_cgroup=systemd_cgroup,
+                         namespaces={ns["type"]: ns.get("path") or "new"
+                                     for ns in (spec.get("linux") or {}).get("namespaces") or ()})
+        launch = None
+        sock_fd = None
+        try:
+            _write_json(os.path.join(directory, CONFIG_COPY), spec)
+            if manager is not None:
+                manager.create()
+                state.cgroup = manager.to_state()
+            st.save(root, state)
+            if manager is not None:
+                manager.apply(resources)
+            fifo_fd = None
+            if not foreground:
+                fifo = os.path.join(directory, FIFO_NAME)
+                os.mkfifo(fifo, 0o622)
+                fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+            if console_socket:
+                sock_fd = _connect_console(console_socket)
+                console_fd = sock_fd
+            launch = prepare_launch(spec, bundle, container_id, "foreground" if foreground else "create",
+                                    console_fd=console_fd, preserve_fds=preserve_fds, no_pivot=no_pivot,
+                                    use_init=use_init, fifo_fd=fifo_fd, cgroup=manager,
+                                    stdio=stdio)
+            started = spawn(launch, on_prestart=lambda pid: _prestart_hooks(spec, state, pid))
+            state.pid = started.pid
+            state.pid_start = proc.start_time(started.pid)
+            state.status = "created"
+            st.save(root, state)
+            if pid_file:
+                write_pid_file(pid_file, started.pid)
+        except BaseException:
+            _destroy(root, state, manager, spec=None)
+            raise
+        finally:
+            if launch is not None:
+                close_all(launch.ns_fds)
+                if launch.fifo_fd is not None:
+                    os.close(launch.fifo_fd)
+            if sock_fd is not None:
+                os.close(sock_fd)
+    return state, started
+
+
+def _prestart_hooks(spec: dict, state: st.State, pid: int) -> None:
+    from hutch.oci.hooks import run_hooks
+    hook_state = _hook_state(state, "creating", pid)
+    run_hooks(spec, "prestart", hook_state)
+    run_hooks(spec, "createRuntime", hook_state)
+
+
+def _connect_console(path: str) -> int:
+    import socket
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.connect(path)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot connect to console socket {path}: {exc.strerror}",
+                          where="--console-socket") from None
+    return sock.detach()
+
+
+def write_pid_file(path: str, pid: int) -> None:
+    """Write the pid like runc: to a temp file renamed into place."""
+    tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp")
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)
+
+
+def _write_json(path: str, data: dict) -> None:
+    with open(path, "w") as f:
+        json.dump(data, f)
+
+
+def load_spec(root: str, state: st.State) -> dict:
+    path = os.path.join(st.container_dir(root, state.id), state.config_path or CONFIG_COPY)
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
+
+
+def start(root: str, container_id: str) -> st.State:
+    """Release a created container's process into the user program."""
+    with st.locked(root, container_id) as directory:
+        state = st.load(root, container_id)
+        status = state.live_status()
+        if status != "created":
+            raise StateError(f"cannot start a container that is {status}" if status != "stopped"
+                             else "cannot start a container that has stopped")
+        fifo = os.path.join(directory, FIFO_NAME)
+        _open_fifo_and_release(fifo, state)
+        state.status = "running"
+        st.save(root, state)
+    from hutch.oci.hooks import run_hooks_warn
+    run_hooks_warn(load_spec(root, state), "poststart", _hook_state(state, "running", state.pid))
+    return state
+
+
+def _open_fifo_and_release(fifo: str, state: st.State) -> None:
+    try:
+        fd = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise StateError("container was already started") from None
+    try:
+        import select
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while True:
+            if poller.poll(100):
+                data = os.read(fd, 1)
+                if data:
+                    break
+            if not proc.is_alive(state.pid, state.pid_start):
+                raise StateError("container process exited before start")
+    finally:
+        os.close(fd)
+    os.unlink(fifo)
+
+
+def get_state(root: str, container_id: str) -> dict:
+    state = st.load(root, container_id)
+    out = state.oci()
+    out.update(rootfs=state.rootfs, created=state.created, owner=state.owner)
+    return out
+
+
+def list_containers(root: str) -> list[dict]:
+    out = []
+    for state in st.list_states(root):
+        entry = state.oci()
+        entry.update(rootfs=state.rootfs, created=state.created, owner=state.owner)
+        out.append(entry)
+    return out
+
+
+SIGNAL_NAMES = {name: getattr(signal, name) for name in dir(signal)
+                if name.startswith("SIG") and not name.startswith("SIG_")}
+
+
+def parse_signal(text: str) -> int:
+    """'9', 'KILL', 'SIGKILL', 'sigkill' -> 9."""
+    text = text.strip()
+    if text.isdigit():
+        number = int(text)
+        if 0 < number < 65:
+            return number
+    else:
+        name = text.upper()
+        name = name if name.startswith("SIG") else "SIG" + name
+        if name in SIGNAL_NAMES:
+            return int(SIGNAL_NAMES[name])
+    raise ConfigError(f"invalid signal {text!r}", where="signal")
+
+
+def kill(root: str, container_id: str, sig: int, all_processes: bool = False) -> None:
+    state = st.load(root, container_id)
+    status = state.live_status()
+    if status not in ("created", "running", "paused"):
+        raise StateError("container not running")
+    if all_processes and state.cgroup:
+        from hutch import cgroups
+        cgroups.from_state(state.cgroup).kill_all(sig)
+        return
+    signal_pid(state.pid, sig)
+
+
+def signal_pid(pid: int, sig: int) -> None:
+    try:
+        fd = hsys.pidfd_open(pid)
+    except OSError:
+        raise StateError("container not running") from None
+    try:
+        hsys.pidfd_send_signal(fd, sig)
+    finally:
+        os.close(fd)
+
+
+def delete(root: str, container_id: str, force: bool = False) -> None:
+    """Remove a stopped (or created) container; with force, kill a running one first."""
+    if force and not os.path.isdir(st.container_dir(root, container_id)):
+        return  # runc: delete --force of a missing container succeeds
+    with st.locked(root, container_id):
+        state = st.load(root, container_id)
+        status = state.live_status()
+        if status in ("running", "paused") and not force:
+            raise StateError(f"cannot delete container {container_id} that is not stopped: {status}")
+        manager = None
+        if state.cgroup:
+            from hutch import cgroups
+            manager = cgroups.from_state(state.cgroup)
+        if status != "stopped":
+            if status == "paused" and manager is not None:
+                manager.thaw()
+            _kill_and_wait(state, manager)
+        _destroy(root, state, manager, spec=load_spec(root, state))
+
+
+def _kill_and_wait(state: st.State, manager) -> None:
+    try:
+        signal_pid(state.pid, signal.SIGKILL)
+    except StateError:
+        pass
+    if manager is not None:
+        try:
+            manager.kill_all(signal.SIGKILL)
+        except HutchError:
+            pass
+    deadline = time.monotonic() + 10
+    while proc.is_alive(state.pid, state.pid_start) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _destroy(root: str, state: st.State, manager, spec: dict | None) -> None:
+    """Undo everything the container owns: processes, cgroup, directory; then poststop."""
+    if state.pid and proc.is_alive(state.pid, state.pid_start):
+        _kill_and_wait(state, manager)
+    if manager is not None:
+        try:
+            manager.destroy()
+        except HutchError as err:
+            print(f"hutch: warning: {err}", file=__import__("sys").stderr)
+    shutil.rmtree(st.container_dir(root, state.id), ignore_errors=True)
+    try:
+        os.unlink(os.path.join(root, f".{state.id}.lock"))
+    except FileNotFoundError:
+        pass
+    if spec:
+        from hutch.oci.hooks import run_hooks_warn
+        run_hooks_warn(spec, "poststop", _hook_state(state, "stopped", 0))
+
+
+def exec_process(root: str, container_id: str, process: dict, *, console_socket: str | None = None,
+                 pid_file: str | None = None, detach: bool = False, preserve_fds: int = 0,
+                 console_fd: int | None = None):
+    """Start `process` inside a running container; returns the `Started` handle."""
+    state = st.load(root, container_id)
+    status = state.live_status()
+    if status not in ("created", "running"):
+        raise StateError(f"cannot exec in a {status} container")
+    spec = load_spec(root, state)
+    spec = dict(spec, process=process)
+    manager = None
+    if state.cgroup:
+        from hutch import cgroups
+        manager = cgroups.from_state(state.cgroup)
+    sock_fd = _connect_console(console_socket) if console_socket else None
+    launch = Launch(spec=spec, bundle=state.bundle, container_id=container_id, mode="exec",
+                    console_fd=sock_fd if sock_fd is not None else console_fd,
+                    preserve_fds=preserve_fds, cgroup=manager)
+    try:
+        launch.ns_fds = container_ns_fds(state.pid, spec)
+        started = spawn(launch)
+        if pid_file:
+            write_pid_file(pid_file, started.pid)
+    finally:
+        close_all(launch.ns_fds)
+        if sock_fd is not None:
+            os.close(sock_fd)
+    return started
+
+
+def release(root: str, state: st.State, started) -> None:
+    """Foreground start: let a container created with foreground=True run its program."""
+    started.release()
+    state.status = "running"
+    st.save(root, state)
+    started.exec_result()
+    from hutch.oci.hooks import run_hooks_warn
+    run_hooks_warn(load_spec(root, state), "poststart", _hook_state(state, "running", state.pid))

@@ -1,0 +1,93 @@
+"""OCI hooks: run each hook with the container state on stdin, honouring timeouts.
+
+Which namespace a hook runs in is the caller's business (the runtime's
+namespace for prestart/createRuntime/poststart/poststop, the container's for
+createContainer/startContainer): this module only runs the programs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+
+from hutch.errors import HutchError
+
+HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
+
+def run_hooks(spec: dict, name: str, state: dict) -> None:
+    """Run every hook of kind `name`; the first failure raises HutchError."""
+    hooks = (spec.get("hooks") or {}).get(name) or ()
+    if not hooks:
+        return
+    payload = json.dumps(state).encode()
+    for i, hook in enumerate(hooks):
+        run_one(hook, payload, where=f"hooks.{name}[{i}]")
+
+
+def run_hooks_warn(spec: dict, name: str, state: dict) -> None:
+    """poststart/poststop: a failing hook is logged, not fatal (runtime-spec)."""
+    try:
+        run_hooks(spec, name, state)
+    except HutchError as err:
+        print(f"hutch: warning: {err}", file=sys.stderr)
+
+
+def run_one(hook: dict, payload: bytes, where: str) -> None:
+    path = hook["path"]
+    args = hook.get("args") or [path]
+    env = hook.get("env")
+    timeout = hook.get("timeout")
+    r, w = os.pipe()
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.close(r)
+        os.close(w)
+        raise HutchError(f"cannot start hook {path}: {exc.strerror}", where=where) from None
+    if pid == 0:
+        try:
+            os.dup2(r, 0)
+            # A hook must not hold the runtime's sync pipes or the container's fds.
+            os.closerange(3, 65536)
+            if env is None:
+                os.execv(path, args)
+            os.execve(path, args, dict(e.split("=", 1) for e in env if "=" in e))
+        finally:
+            os._exit(127)
+    os.close(r)
+    try:
+        os.write(w, payload)
+    except BrokenPipeError:
+        pass
+    os.close(w)
+    status = _wait(pid, timeout)
+    if status is None:
+        raise HutchError(f"hook {path} timed out after {timeout}s", where=where)
+    if status != 0:
+        raise HutchError(f"hook {path} failed: {_describe(status)}", where=where)
+
+
+def _wait(pid: int, timeout: int | None) -> int | None:
+    """Wait for pid; return its wait status, or None after killing it on timeout."""
+    if not timeout:
+        return os.waitpid(pid, 0)[1]
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return status
+        if time.monotonic() >= deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return None
+        time.sleep(0.01)
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"

@@ -1,0 +1,318 @@
+"""The container side of the launch: code that runs in forked children.
+
+Process chain (the parent is hutch itself, see launcher.py)::
+
+    parent ──fork──> stage 1: joins/unshares namespaces (user first; the parent
+                     │          writes the id maps), then forks and exits
+                     └─fork──> stage 2: the container's first process (PID 1 in a
+                                new pid namespace): rootfs, hostname, console,
+                                waits for `start`, then execs the user program
+                                (or, with `init`, forks it and stays as a reaper)
+
+Stage 1 must fork because a new pid or time namespace applies only to children.
+Nothing here may return into the caller's code: every path ends in exec or
+os._exit, and errors travel to the parent over the channel.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from hutch import sys as hsys
+from hutch.errors import HutchError
+from hutch.oci.channel import Channel, ChildError
+
+# setns order: the user namespace first (it owns the others), mount last.
+JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount")
+
+# Signals the minimal init passes on to the user process.
+FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
+                     signal.SIGUSR2, signal.SIGWINCH, signal.SIGCONT, signal.SIGALRM)
+
+
+def _report_and_exit(chan: Channel, exc: BaseException) -> None:
+    """Send the error to the parent (if it listens) and end this process."""
+    if isinstance(exc, HutchError):
+        err = ChildError(exc.message, exc.exit_code, exc.where)
+    elif isinstance(exc, ChildError):
+        err = exc
+    else:
+        err = ChildError(f"{type(exc).__name__}: {exc}")
+    try:
+        chan.send("error", err.encode())
+    except OSError:
+        pass
+    try:
+        os.write(2, f"hutch: {(err.where + ': ') if err.where else ''}{err.message}\n".encode())
+    except OSError:
+        pass
+    os._exit(err.exit_code or 1)
+
+
+def stage1(launch, chan: Channel) -> None:
+    """Enter the namespaces, fork the container process, report its pid, exit."""
+    try:
+        chan.as_child()
+        fds = launch.ns_fds
+        if "user" in fds:
+            hsys.setns(fds["user"], hsys.CLONE_NEWUSER, "user")
+        if launch.new_ns_flags & hsys.CLONE_NEWUSER:
+            hsys.unshare(hsys.CLONE_NEWUSER)
+            chan.send("userns")
+        chan.expect("go")
+        if "user" in fds or launch.new_ns_flags & hsys.CLONE_NEWUSER:
+            become_root_in_userns()
+        for ns_type in JOIN_ORDER[1:]:
+            if ns_type in fds:
+                hsys.setns(fds[ns_type], hsys.NAMESPACE_FLAGS[ns_type], ns_type)
+        flags = launch.new_ns_flags & ~hsys.CLONE_NEWUSER
+        if flags:
+            hsys.unshare(flags)
+        if flags & hsys.CLONE_NEWTIME:
+            write_time_offsets(launch.spec)
+        if flags & hsys.CLONE_NEWNET:
+            from hutch.ns.loopback import bring_up_loopback
+            bring_up_loopback()
+        for fd in fds.values():
+            os.close(fd)
+        pid = os.fork()
+        if pid == 0:
+            if launch.mode == "exec":
+                exec_stage2(launch, chan)
+            else:
+                stage2(launch, chan)
+        chan.send("pid", str(pid))
+        os._exit(0)
+    except BaseException as exc:  # noqa: BLE001 - a child must never unwind into the caller
+        _report_and_exit(chan, exc)
+
+
+def become_root_in_userns() -> None:
+    """After the maps exist: take uid/gid 0 inside, drop host supplementary groups."""
+    os.setresgid(0, 0, 0)
+    try:
+        os.setgroups([])
+    except PermissionError:
+        pass  # setgroups denied in this namespace (rootless maps): keep what we have
+    os.setresuid(0, 0, 0)
+
+
+def write_time_offsets(spec: dict) -> None:
+    offsets = (spec.get("linux") or {}).get("timeOffsets") or {}
+    lines = []
+    for clock in ("monotonic", "boottime"):
+        if clock in offsets:
+            entry = offsets[clock]
+            lines.append(f"{clock} {int(entry.get('secs', 0))} {int(entry.get('nanosecs', 0))}")
+    if lines:
+        try:
+            with open("/proc/self/timens_offsets", "w") as f:
+                f.write("\n".join(lines) + "\n")
+        except OSError as exc:
+            raise HutchError(f"cannot set time offsets: {exc.strerror}", where="linux.timeOffsets") from None
+
+
+def stage2(launch, chan: Channel) -> None:
+    """The container's first process: build its world, wait for start, exec."""
+    try:
+        os.setsid()
+        if launch.stdio:
+            for target, fd in enumerate(launch.stdio):
+                if fd != target:
+                    os.dup2(fd, target)
+        spec = launch.spec
+        if launch.new_ns_flags & hsys.CLONE_NEWUSER:
+            # Nothing else runs in this new user namespace yet; the process must be able to
+            # read its own /proc files, which a non-dumpable process there cannot.
+            hsys.prctl(hsys.PR_SET_DUMPABLE, 1)
+        set_names(spec)
+        preload_modules(launch)
+        from hutch.fs.rootfs import enter_rootfs, finish_rootfs, prepare_rootfs
+        in_userns = bool(launch.new_ns_flags & hsys.CLONE_NEWUSER) or "user" in launch.ns_fds
+
+        rootfs = prepare_rootfs(spec, launch.bundle, in_userns=in_userns, console_path=None)
+        # The spec's hook points: prestart/createRuntime (the parent runs them in the
+        # runtime's namespaces) and createContainer (here) come after the mounts,
+        # before pivot_root.
+        if launch.pre_pivot_hooks:
+            chan.send("prestart")
+            chan.expect("go")
+        run_container_hooks(spec, "createContainer", launch, os.getpid())
+        enter_rootfs(spec, rootfs, no_pivot=launch.no_pivot)
+        console = None
+        if launch.console_fd is not None:
+            from hutch.oci.console import setup_container_console
+            size = (spec["process"].get("consoleSize") or {})
+            console = setup_container_console(
+                launch.console_fd, (size["height"], size["width"]) if size else None)
+            os.close(launch.console_fd)
+        finish_rootfs(spec)
+        process = spec["process"]
+        enter_cwd(process.get("cwd") or "/")
+        from hutch.oci.process import exec_environment, find_executable
+        env = exec_environment(process)
+        exe = find_executable(process["args"][0], env)
+        from hutch.security.process import prepare_process
+        plan = prepare_process(process, spec.get("linux") or {})
+        wait_for_start(launch, chan)
+        run_container_hooks(spec, "startContainer", launch, os.getpid())
+        if console is not None:
+            from hutch.oci.console import make_controlling
+            make_controlling(console)
+        if launch.use_init:
+            become_init(launch, chan, exe, env, plan)
+        finalize_and_exec(launch, exe, env, plan)
+    except BaseException as exc:  # noqa: BLE001
+        _report_and_exit(chan, exc)
+
+
+def exec_stage2(launch, chan: Channel) -> None:
+    """A process joining a running container (`exec`): no rootfs work, just the process."""
+    try:
+        os.setsid()
+        spec = launch.spec
+        console = None
+        if launch.console_fd is not None:
+            size = (spec["process"].get("consoleSize") or {})
+            # The container's devpts is mounted at /dev/pts; its /dev/console stays as it is.
+            from hutch.oci.console import open_pty, send_fd, set_size
+            master, console, name = open_pty()
+            if size:
+                set_size(console, size["height"], size["width"])
+            send_fd(launch.console_fd, master, name)
+            os.close(master)
+            os.close(launch.console_fd)
+        process = spec["process"]
+        enter_cwd(process.get("cwd") or "/")
+        from hutch.oci.process import exec_environment, find_executable
+        env = exec_environment(process)
+        exe = find_executable(process["args"][0], env)
+        from hutch.security.process import prepare_process
+        plan = prepare_process(process, spec.get("linux") or {})
+        if console is not None:
+            from hutch.oci.console import make_controlling
+            make_controlling(console)
+        chan.send("ready")
+        finalize_and_exec(launch, exe, env, plan)
+    except BaseException as exc:  # noqa: BLE001
+        _report_and_exit(chan, exc)
+
+
+def preload_modules(launch) -> None:
+    """Import now what the steps after pivot_root need: the host's Python files are
+    out of reach once the container's root is "/"."""
+    import importlib
+    spec = launch.spec
+    process = spec.get("process") or {}
+    names = ["resource", "hutch.oci.process", "hutch.security.process", "hutch.fs.rootfs"]
+    if (spec.get("linux") or {}).get("seccomp"):
+        names += ["hutch.security.seccomp", "hutch.sys.seccomp"]
+    if process.get("scheduler"):
+        names.append("hutch.sys.sched")
+    if launch.console_fd is not None:
+        names += ["hutch.oci.console", "socket", "array"]
+    if (spec.get("hooks") or {}).get("startContainer"):
+        names += ["hutch.oci.hooks", "hutch.oci.state", "json"]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass  # optional module absent: the step that needs it reports the problem
+
+
+def set_names(spec: dict) -> None:
+    if spec.get("hostname"):
+        hsys.sethostname(spec["hostname"])
+    if spec.get("domainname"):
+        hsys.setdomainname(spec["domainname"])
+
+
+def enter_cwd(cwd: str) -> None:
+    """chdir inside the (pivoted) container root; refuse a cwd outside of it.
+
+    After pivot_root "/" is the container's root, so the path cannot resolve to the
+    host; the check catches an inherited directory fd used as cwd (CVE-2024-21626)."""
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        raise HutchError(f"cannot enter working directory {cwd}: {exc.strerror}", where="process.cwd") from None
+    if not os.getcwd().startswith("/"):
+        raise HutchError(f"working directory {cwd} is outside the container", where="process.cwd")
+
+
+def run_container_hooks(spec: dict, name: str, launch, pid: int) -> None:
+    if (spec.get("hooks") or {}).get(name):
+        from hutch.oci.hooks import run_hooks
+        from hutch.oci.state import OCI_VERSION
+        state = {"ociVersion": OCI_VERSION, "id": launch.container_id,
+                 "status": "creating" if name == "createContainer" else "created",
+                 "pid": launch.host_pid or pid, "bundle": launch.bundle,
+                 "annotations": spec.get("annotations") or {}}
+        run_hooks(spec, name, state)
+
+
+def wait_for_start(launch, chan: Channel) -> None:
+    """Tell the parent we are ready, then block until `start` (fifo) or the parent says go."""
+    if launch.mode == "create":
+        fifo_fd = launch.fifo_fd
+        chan.send("ready")
+        chan.close()
+        # Opening for write blocks until `hutch start` opens the fifo for reading.
+        fd = os.open(f"/proc/self/fd/{fifo_fd}", os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fd, b"0")
+        os.close(fd)
+        os.close(fifo_fd)
+    else:
+        chan.send("ready")
+        chan.expect("start")
+
+
+def finalize_and_exec(launch, exe: str, env: dict, plan) -> None:
+    from hutch.security.process import finalize_process
+    process = launch.spec["process"]
+    keep = 3 + launch.preserve_fds
+    for fd in range(3, keep):
+        os.set_inheritable(fd, True)
+    # Everything else closes on exec: the sync pipes, the fifo, any host directory.
+    hsys.close_range(keep, 0xFFFFFFFF, hsys.CLOSE_RANGE_CLOEXEC)
+    finalize_process(process, launch.spec.get("linux") or {}, plan)
+    try:
+        os.execve(exe, process["args"], env)
+    except OSError as exc:
+        from hutch.errors import EXIT_NOT_EXECUTABLE, EXIT_NOT_FOUND
+        code = EXIT_NOT_FOUND if exc.errno == 2 else EXIT_NOT_EXECUTABLE
+        raise HutchError(f"exec {exe}: {exc.strerror}", exit_code=code) from None
+
+
+def become_init(launch, chan: Channel, exe: str, env: dict, plan) -> None:
+    """Fork the user program and stay as PID 1: forward signals, reap zombies.
+
+    Exits with the program's status (128+N if a signal N killed it), since PID 1
+    cannot be killed by the signals it forwards."""
+    child = os.fork()
+    if child == 0:
+        for sig in FORWARDED_SIGNALS:
+            signal.signal(sig, signal.SIG_DFL)
+        finalize_and_exec(launch, exe, env, plan)
+    chan.close()
+    hsys.set_name("hutch-init")
+
+    def forward(signum, _frame):
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, forward)
+    hsys.close_range(3, 0xFFFFFFFF)
+    while True:
+        try:
+            pid, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            os._exit(0)
+        if pid == child:
+            if os.WIFSIGNALED(status):
+                os._exit(128 + os.WTERMSIG(status))
+            os._exit(os.waitstatus_to_exitcode(status))

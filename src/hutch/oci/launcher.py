@@ -1,0 +1,234 @@
+"""The one process-launch path for `run`, `create` and `exec` (parent side).
+
+The parent forks stage 1 (see init.py), writes the user-namespace id maps when
+asked, puts the child in its cgroup before it can unshare a cgroup namespace,
+runs the runtime-namespace hooks at the point the spec says, and returns the
+container process's pid once it is ready (waiting for `start`, or exec'd).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass, field
+
+from hutch import sys as hsys
+from hutch.errors import ConfigError, HutchError
+from hutch.oci.channel import Channel, ChannelClosed, ChildError
+
+
+@dataclass
+class Launch:
+    """Everything the children need; built by the caller, read after fork."""
+    spec: dict
+    bundle: str
+    container_id: str
+    mode: str                          # "create" (waits on exec.fifo), "foreground", "exec"
+    console_fd: int | None = None      # connected socket that receives the pty master
+    preserve_fds: int = 0
+    no_pivot: bool = False
+    use_init: bool = False             # keep a minimal init as PID 1 (hutch run)
+    ns_fds: dict = field(default_factory=dict)   # OCI type -> open fd of a namespace to join
+    new_ns_flags: int = 0
+    uid_maps: list = field(default_factory=list)
+    gid_maps: list = field(default_factory=list)
+    fifo_fd: int | None = None
+    cgroup: object = None              # a hutch.cgroups manager, or None
+    host_pid: int = 0                  # set by the parent for hooks that report it
+    stdio: tuple | None = None         # fds to become the process's 0, 1, 2
+
+    @property
+    def pre_pivot_hooks(self) -> bool:
+        hooks = self.spec.get("hooks") or {}
+        return bool(hooks.get("prestart") or hooks.get("createRuntime"))
+
+
+def plan_namespaces(spec: dict) -> tuple[int, dict[str, str]]:
+    """(flags to unshare, {type: path to join}) from linux.namespaces."""
+    flags, paths = 0, {}
+    for i, ns in enumerate((spec.get("linux") or {}).get("namespaces") or ()):
+        ns_type = ns.get("type")
+        if ns_type not in hsys.NAMESPACE_FLAGS:
+            raise ConfigError(f"unknown namespace type {ns_type!r}", where=f"linux.namespaces[{i}].type")
+        if ns.get("path"):
+            paths[ns_type] = ns["path"]
+        else:
+            flags |= hsys.NAMESPACE_FLAGS[ns_type]
+    return flags, paths
+
+
+def open_namespaces(paths: dict[str, str], spec: dict) -> dict[str, int]:
+    """Open every namespace to join now, before any setns changes what paths mean."""
+    fds = {}
+    try:
+        for ns_type, path in paths.items():
+            try:
+                fds[ns_type] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as exc:
+                index = _ns_index(spec, ns_type)
+                raise ConfigError(f"cannot open namespace {path}: {exc.strerror}",
+                                  where=f"linux.namespaces[{index}].path") from None
+    except BaseException:
+        close_all(fds)
+        raise
+    return fds
+
+
+def _ns_index(spec: dict, ns_type: str) -> int:
+    for i, ns in enumerate((spec.get("linux") or {}).get("namespaces") or ()):
+        if ns.get("type") == ns_type:
+            return i
+    return -1
+
+
+def close_all(fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
+def container_ns_fds(pid: int, spec: dict) -> dict[str, int]:
+    """For exec: fds of every namespace the container's init has that differs from ours."""
+    fds = {}
+    for ns_type in ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount"):
+        name = hsys.NAMESPACE_PROC_NAMES[ns_type]
+        path = f"/proc/{pid}/ns/{name}"
+        try:
+            if os.stat(path).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
+                continue
+            fds[ns_type] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            continue  # kernel without this namespace type
+        except OSError as exc:
+            close_all(fds)
+            raise HutchError(f"cannot open {path}: {exc.strerror}") from None
+    return fds
+
+
+class Started:
+    """The container process as the parent sees it after a successful launch."""
+
+    def __init__(self, pid: int, chan: Channel):
+        self.pid = pid
+        self.chan = chan
+
+    def release(self) -> None:
+        """Foreground mode: let the process exec (its errors still come on the channel)."""
+        self.chan.send("start")
+
+    def exec_result(self) -> None:
+        """Wait until the program was exec'd (EOF) or the child reports why not."""
+        try:
+            verb, payload = self.chan.recv()
+        except ChannelClosed:
+            return
+        finally:
+            self.chan.close()
+        if verb == "error":
+            raise _as_hutch_error(ChildError.decode(payload))
+
+
+def _as_hutch_error(err: ChildError) -> HutchError:
+    return HutchError(err.message, where=err.where, exit_code=err.exit_code)
+
+
+def spawn(launch: Launch, on_prestart=None) -> Started:
+    """Fork the container process and drive it to "ready".
+
+    on_prestart(pid) runs the prestart/createRuntime hooks in the runtime's
+    namespaces when the child has its mounts but has not pivoted yet."""
+    # Children enter the container non-dumpable: nothing inside can ptrace them or
+    # open their /proc files while they still hold host resources.
+    was_dumpable = hsys.prctl(hsys.PR_GET_DUMPABLE)
+    hsys.prctl(hsys.PR_SET_DUMPABLE, 0)
+    # Become the children's reaper so the container process (orphaned when stage 1
+    # exits) stays ours to wait for; engines (conmon, shims) do the same above us.
+    hsys.prctl(hsys.PR_SET_CHILD_SUBREAPER, 1)
+    chan = Channel()
+    stage1_pid = os.fork()
+    if stage1_pid == 0:
+        from hutch.oci.init import stage1
+        stage1(launch, chan)
+        os._exit(1)  # not reached
+    if was_dumpable:
+        hsys.prctl(hsys.PR_SET_DUMPABLE, was_dumpable)
+    chan.as_parent()
+    pid = 0
+    try:
+        if launch.cgroup is not None:
+            launch.cgroup.add_pid(stage1_pid)
+        if launch.new_ns_flags & hsys.CLONE_NEWUSER:
+            chan.expect("userns")
+            from hutch.ns.idmap import write_maps
+            write_maps(stage1_pid, launch.uid_maps, launch.gid_maps)
+        chan.send("go")
+        pid = int(chan.expect("pid"))
+        launch.host_pid = pid
+        _reap(stage1_pid)
+        if launch.mode != "exec" and launch.pre_pivot_hooks:
+            chan.expect("prestart")
+            if on_prestart:
+                on_prestart(pid)
+            chan.send("go")
+        chan.expect("ready")
+    except ChildError as err:
+        _abort(stage1_pid, pid, chan)
+        raise _as_hutch_error(err) from None
+    except ChannelClosed:
+        _abort(stage1_pid, pid, chan)
+        raise HutchError("container process exited during setup") from None
+    except BaseException:
+        _abort(stage1_pid, pid, chan)
+        raise
+    if launch.mode == "create":
+        chan.close()
+    return Started(pid, chan)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass
+
+
+def _abort(stage1_pid: int, pid: int, chan: Channel) -> None:
+    """Kill whatever was started; wait so that nothing is left running."""
+    chan.close()
+    for p in (pid, stage1_pid):
+        if p:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for p in (stage1_pid, pid):
+        if p:
+            _reap(p)
+
+
+def wait_status(pid: int) -> int:
+    """Wait for pid (our child or adopted orphan); return a shell-style exit code."""
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except ChildProcessError:
+            return 0
+        except InterruptedError:
+            continue
+    if os.WIFSIGNALED(status):
+        return 128 + os.WTERMSIG(status)
+    return os.waitstatus_to_exitcode(status)
+
+
+def reap_other_children() -> None:
+    """Collect adopted orphans (we are a subreaper) without blocking."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
