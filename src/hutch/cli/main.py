@@ -118,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         return err.exit_code if err.exit_code is not None else (125 if command == "run" else 1)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # Output piped into e.g. `head`: not an error; keep Python from complaining at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 def entry() -> None:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import sys
 
 from hutch.cli.flags import Flag, int_flag, parse
 from hutch.errors import ConfigError
@@ -176,9 +174,8 @@ def cmd_spec(argv, g) -> int:
 
 
 def cmd_features(argv, g) -> int:
-    from hutch.oci.features import features
-    print(json.dumps(features(), indent="    "))
-    return 0
+    from hutch.oci.features import features_command
+    return features_command(argv)
 
 
 HANDLERS = {"create": cmd_create, "start": cmd_start, "run": cmd_run, "state": cmd_state,

@@ -34,6 +34,10 @@ class Channel:
         self._is_parent = False
         return self
 
+    def fds(self) -> tuple[int, int]:
+        """The (read, write) fds this side uses."""
+        return self._fds()
+
     def _fds(self) -> tuple[int, int]:
         return (self._up_r, self._down_w) if self._is_parent else (self._down_r, self._up_w)
 

@@ -46,7 +46,10 @@ def _cgroup_manager(spec: dict, container_id: str, systemd: bool):
     linux = spec.get("linux") or {}
     from hutch import cgroups
     manager = cgroups.for_container(container_id, linux.get("cgroupsPath"), systemd=systemd)
-    resources = linux.get("resources") or {}
+    resources = dict(linux.get("resources") or {})
+    if linux.get("devices"):
+        # Device nodes the config creates must also be allowed (runc adds these rules).
+        resources["devices"] = list(resources.get("devices") or []) + cgroups.device_rules_for(linux["devices"])
     manager.validate(resources)
     return manager, resources
 

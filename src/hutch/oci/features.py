@@ -11,22 +11,41 @@ import json
 from hutch.errors import EXIT_OCI_ERROR, ConfigError
 from hutch.oci import validate
 
-HUTCH_VERSION = "0.1.0"
 OCI_VERSION_MIN = "1.0.0"
 OCI_VERSION_MAX = "1.2.0"   # the newest spec whose fields validate.py knows
 
-# Mount options hutch turns into mount flags, propagation or recursive attributes
-# (anything else in "options" is passed to the filesystem as data, e.g. "mode=755").
-MOUNT_OPTIONS = (
-    "acl", "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion",
-    "lazytime", "loud", "mand", "noacl", "noatime", "nodev", "nodiratime", "noexec",
-    "noiversion", "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid", "nosymfollow",
-    "private", "ratime", "rbind", "rdev", "rdiratime", "relatime", "remount", "rexec",
-    "rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime", "rnosuid",
-    "rnosymfollow", "ro", "rprivate", "rrelatime", "rro", "rrw", "rshared", "rslave",
-    "rstrictatime", "rsuid", "rsymfollow", "runbindable", "rw", "shared", "silent", "slave",
-    "strictatime", "suid", "symfollow", "sync", "tmpcopyup", "unbindable",
-)
+
+def mount_options() -> list[str]:
+    """The option words hutch's mount code turns into flags, propagation, recursive
+    attributes or extensions (anything else in "options" is filesystem data, e.g. mode=755)."""
+    from hutch.fs import options
+    words = (set(options.FLAG_WORDS) | set(options.PROPAGATION_WORDS)
+             | set(options.RECURSIVE_WORDS) | set(options.RECURSIVE_ATIME_WORDS)
+             | set(options.RECURSIVE_ATIME_CLEAR_WORDS) | set(options.EXTENSION_WORDS))
+    return sorted(words)
+
+
+def seccomp_features() -> dict:
+    """What hutch's own filter compiler (hutch.security.seccomp) handles: the actions it
+    can encode (not SCMP_ACT_NOTIFY) and the ABIs it can filter on this machine (the
+    native one and its compat ABIs, e.g. x86_64 with x86 and x32)."""
+    import os
+    from hutch.security import seccomp
+    native = seccomp.NATIVE_ABI.get(os.uname().machine)
+    archs = [native, *seccomp.COMPAT_ABIS.get(native, ())] if native else []
+    actions = []
+    for name in validate.SECCOMP_ACTIONS:
+        try:
+            seccomp.parse_action(name, None, "features")
+        except ConfigError:
+            continue
+        actions.append(name)
+    return {
+        "enabled": bool(archs),
+        "actions": sorted(actions),
+        "operators": sorted(validate.SECCOMP_OPERATORS),
+        "archs": sorted(archs),
+    }
 
 
 def features() -> dict:
@@ -36,26 +55,30 @@ def features() -> dict:
         "ociVersionMin": OCI_VERSION_MIN,
         "ociVersionMax": OCI_VERSION_MAX,
         "hooks": list(validate.HOOK_NAMES),
-        "mountOptions": sorted(MOUNT_OPTIONS),
+        "mountOptions": mount_options(),
         "linux": {
             "namespaces": sorted(validate.NAMESPACE_TYPES),
             "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.get),
             # cgroup v1 and v2 are driven through the filesystem; no systemd driver.
             "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
-            "seccomp": {
-                "enabled": True,
-                "actions": sorted(validate.SECCOMP_ACTIONS),
-                "operators": sorted(validate.SECCOMP_OPERATORS),
-                "archs": sorted(validate.SECCOMP_ARCHS),
-            },
+            "seccomp": seccomp_features(),
             # hutch loads no AppArmor profile and sets no SELinux label.
             "apparmor": {"enabled": False},
             "selinux": {"enabled": False},
         },
         "annotations": {
-            "dev.hutch.version": HUTCH_VERSION,
+            "dev.hutch.version": hutch_version(),
         },
     }
+
+
+def hutch_version() -> str:
+    """The installed package's version (from its metadata, so it never drifts)."""
+    from importlib import metadata
+    try:
+        return metadata.version("hutch")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def render_features(doc: dict) -> str:

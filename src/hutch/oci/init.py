@@ -54,6 +54,7 @@ def stage1(launch, chan: Channel) -> None:
     """Enter the namespaces, fork the container process, report its pid, exit."""
     try:
         chan.as_child()
+        close_unneeded_fds(launch, chan)
         fds = launch.ns_fds
         if "user" in fds:
             hsys.setns(fds["user"], hsys.CLONE_NEWUSER, "user")
@@ -86,6 +87,20 @@ def stage1(launch, chan: Channel) -> None:
         os._exit(0)
     except BaseException as exc:  # noqa: BLE001 - a child must never unwind into the caller
         _report_and_exit(chan, exc)
+
+
+def close_unneeded_fds(launch, chan: Channel) -> None:
+    """Close every fd the container does not need: above all the caller's lock on the
+    container directory (a flock shared with us would outlive the caller), and any
+    host directory that could be used to escape (CVE-2024-21626)."""
+    keep = {0, 1, 2, *range(3, 3 + launch.preserve_fds), *chan.fds(), *launch.ns_fds.values()}
+    keep.update(fd for fd in (launch.fifo_fd, launch.console_fd) if fd is not None)
+    keep.update(launch.stdio or ())
+    start = 0
+    for fd in sorted(keep) + [0x7FFFFFFF]:
+        if fd > start:
+            hsys.close_range(start, fd - 1)
+        start = fd + 1
 
 
 def become_root_in_userns() -> None:
@@ -127,7 +142,6 @@ def stage2(launch, chan: Channel) -> None:
             # read its own /proc files, which a non-dumpable process there cannot.
             hsys.prctl(hsys.PR_SET_DUMPABLE, 1)
         set_names(spec)
-        preload_modules(launch)
         from hutch.fs.rootfs import enter_rootfs, finish_rootfs, prepare_rootfs
         in_userns = bool(launch.new_ns_flags & hsys.CLONE_NEWUSER) or "user" in launch.ns_fds
 
@@ -200,12 +214,14 @@ def exec_stage2(launch, chan: Channel) -> None:
 
 
 def preload_modules(launch) -> None:
-    """Import now what the steps after pivot_root need: the host's Python files are
-    out of reach once the container's root is "/"."""
+    """Import, before forking, what the children need: once they are in the
+    container (pivoted root, or uid 0 of a user namespace that cannot read the
+    host's Python install) the host's Python files are out of reach."""
     import importlib
     spec = launch.spec
     process = spec.get("process") or {}
-    names = ["resource", "hutch.oci.process", "hutch.security.process", "hutch.fs.rootfs"]
+    names = ["resource", "hutch.oci.process", "hutch.security.process", "hutch.fs.rootfs",
+             "hutch.ns.loopback"]
     if (spec.get("linux") or {}).get("seccomp"):
         names += ["hutch.security.seccomp", "hutch.sys.seccomp"]
     if process.get("scheduler"):

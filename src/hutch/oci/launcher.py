@@ -146,10 +146,11 @@ def spawn(launch: Launch, on_prestart=None) -> Started:
     # Become the children's reaper so the container process (orphaned when stage 1
     # exits) stays ours to wait for; engines (conmon, shims) do the same above us.
     hsys.prctl(hsys.PR_SET_CHILD_SUBREAPER, 1)
+    from hutch.oci.init import preload_modules, stage1
+    preload_modules(launch)
     chan = Channel()
     stage1_pid = os.fork()
     if stage1_pid == 0:
-        from hutch.oci.init import stage1
         stage1(launch, chan)
         os._exit(1)  # not reached
     if was_dumpable:

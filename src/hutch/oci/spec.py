@@ -115,7 +115,9 @@ def write_spec(bundle_dir: str, rootless: bool = False) -> str:
         # O_EXCL: never overwrite, even if a config.json appears between check and write.
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
     except FileExistsError:
-        raise ConfigError("File config.json exists. Remove it first", where=path,
+        # runc's words; the bundle is named only when it is not the current directory.
+        raise ConfigError("File config.json exists. Remove it first",
+                          where=None if bundle_dir == "." else bundle_dir,
                           exit_code=EXIT_OCI_ERROR) from None
     except OSError as err:
         raise ConfigError(f"cannot create: {err.strerror}", where=path,

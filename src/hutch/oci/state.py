@@ -106,9 +106,11 @@ def list_states(root: str = DEFAULT_ROOT) -> list[State]:
         return []
     out = []
     for name in names:
+        if name.startswith(".") or not os.path.isdir(os.path.join(root, name)):
+            continue  # lock files and anything else that is not a container directory
         try:
             out.append(load(root, name))
-        except (NotFoundError, ConfigError, ValueError, TypeError):
+        except (NotFoundError, ConfigError, OSError, ValueError, TypeError):
             continue
     return out
 

@@ -271,10 +271,10 @@ def _check_env(value, where: str) -> None:
 def _check_cpu_list(value, where: str) -> None:
     """A CPU list as the kernel writes it: "0-3,7", with spaces allowed around items."""
     text = _str(value, where)
+    if not text.strip():
+        return                      # empty: the affinity is left alone
     for item in text.split(","):
         item = item.strip()
-        if not item and text.strip() == "":
-            return
         first, dash, last = item.partition("-")
         if not (first.strip().isdigit() and (not dash or last.strip().isdigit())):
             _fail(where, f"{text!r} is not a CPU list like \"0-3,7\"")
@@ -294,7 +294,8 @@ def _check_oci_version(value) -> None:
     if not 2 <= len(parts) <= 3 or not all(p.isdigit() for p in parts):
         _fail("ociVersion", f"{version!r} is not a SemVer version like \"1.2.0\"")
     if int(parts[0]) != SUPPORTED_OCI_MAJOR:
-        _fail("ociVersion", f"unsupported version {version!r}: hutch supports {SUPPORTED_OCI_MAJOR}.x")
+        _fail("ociVersion",
+              f"unsupported version {version!r}: hutch supports {SUPPORTED_OCI_MAJOR}.x")
 
 
 def _check_root(value, where: str, bundle_dir: str) -> None:
