@@ -49,20 +49,32 @@ def update(argv: list[str], g) -> int:
     p.add_argument("-r", "--resources", help="JSON linux.resources from FILE, or - for stdin")
     for flag in _UPDATE_FLAGS:
         p.add_argument(f"--{flag}")
+    p.add_argument("--cpu-share", dest="cpu_shares", help=argparse.SUPPRESS)   # runc's spelling
     p.add_argument("--l3-cache-schema")
     p.add_argument("--mem-bw-schema")
     p.add_argument("container_id")
     args = p.parse_args(argv)
-    import hutch.cgroups as cg
-    from hutch.cgroups.validate import validate
-
-    resources: dict = {}
-    if args.resources:
-        resources = _read_resources(args.resources)
     if args.l3_cache_schema or args.mem_bw_schema:
         raise ConfigError("Intel RDT is not supported by hutch", where="--l3-cache-schema")
-    kernel_tcp = getattr(args, "kernel_memory_tcp")
-    from_flags = cg.resources_from_options(
+    if args.resources:
+        # as runc: with -r, the other limit flags are ignored
+        resources = _read_resources(args.resources)
+    else:
+        resources = _resources_from_flags(args)
+    from hutch.cgroups.check import validate
+    validate(resources)
+    if (resources.get("memory") or {}).get("kernel"):
+        print("hutch: warning: kernel memory limits are not supported by the kernel; ignored",
+              file=sys.stderr)
+    state = _load(g, args.container_id)
+    _require(state, "created", "running", "paused")
+    _manager(state).apply(resources)
+    return 0
+
+
+def _resources_from_flags(args) -> dict:
+    import hutch.cgroups as cg
+    resources = cg.resources_from_options(
         memory=args.memory, memory_swap=args.memory_swap,
         memory_reservation=args.memory_reservation, kernel_memory=args.kernel_memory,
         memory_swappiness=args.memory_swappiness, cpus=args.cpus,
@@ -70,21 +82,11 @@ def update(argv: list[str], g) -> int:
         cpu_rt_runtime=args.cpu_rt_runtime, cpu_rt_period=args.cpu_rt_period,
         cpuset_cpus=args.cpuset_cpus, cpuset_mems=args.cpuset_mems,
         pids_limit=args.pids_limit, blkio_weight=args.blkio_weight)
-    if kernel_tcp is not None:
+    if args.kernel_memory_tcp is not None:
         from hutch.cgroups.convert import parse_size
-        from_flags.setdefault("memory", {})["kernelTCP"] = parse_size(
-            kernel_tcp, "--kernel-memory-tcp", allow_unlimited=True)
-    for section, values in from_flags.items():       # flags win over the file
-        resources.setdefault(section, {}).update(values)
-    validate(resources)
-    if (resources.get("memory") or {}).get("kernel"):
-        print("hutch: warning: kernel memory limits are not supported by the kernel; ignored",
-              file=sys.stderr)
-
-    state = _load(g, args.container_id)
-    _require(state, "created", "running", "paused")
-    _manager(state).apply(resources)
-    return 0
+        resources.setdefault("memory", {})["kernelTCP"] = parse_size(
+            args.kernel_memory_tcp, "--kernel-memory-tcp", allow_unlimited=True)
+    return resources
 
 
 def _read_resources(source: str) -> dict:
@@ -163,6 +165,9 @@ def events(argv: list[str], g) -> int:
             else:
                 time.sleep(timeout)
             if state.live_status() == "stopped" or not m.exists():
+                if watch is not None:             # an OOM kill may be what stopped it
+                    for _ in range(watch.wait(0)):
+                        _emit("oom", state.id)
                 return 0
             if time.monotonic() >= next_stats:
                 _emit("stats", state.id, m.stats())

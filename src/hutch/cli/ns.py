@@ -6,7 +6,7 @@ import sys
 
 from hutch.errors import ConfigError
 
-USAGE = """usage: hutch ns ls [-t TYPE] [-p PID] [-J|--json] [-T|--tree[=owner|parent]]
+USAGE = """usage: hutch ns ls [-t TYPE] [-p PID] [-J|--json] [-T|--tree[=owner|parent|process]|-l]
                    [-o COLUMNS] [--output-all] [-n] [-W] [--root RUNTIME_ROOT]
        hutch ns enter (-t PID | CONTAINER) [options] [-- CMD [ARGS...]]   (ns enter --help)
        hutch ns persist PID TYPE PATH     bind-mount a namespace onto PATH
@@ -53,6 +53,7 @@ def ls(argv: list[str], g) -> int:
     parser.add_argument("-p", "--task", "--pid", type=int, dest="pid")
     parser.add_argument("-J", "--json", action="store_true")
     parser.add_argument("-T", "--tree", nargs="?", const="owner", choices=lsns.TREES)
+    parser.add_argument("-l", "--list", action="store_true", help="no tree at all")
     parser.add_argument("-o", "--output")
     parser.add_argument("--output-all", action="store_true")
     parser.add_argument("-n", "--noheadings", action="store_true")
@@ -61,20 +62,28 @@ def ls(argv: list[str], g) -> int:
     parser.add_argument("-H", "--list-columns", action="store_true")
     parser.add_argument("--root", default=None, help="hutch runtime root (CONTAINER column)")
     args = parser.parse_args(argv)
+    if args.list and args.tree:
+        raise ConfigError("--list and --tree are mutually exclusive", where="ns ls")
+    # As lsns: without --tree or --list, rows nest by process parentage.
+    tree = None if args.list else (args.tree or "process")
     if args.list_columns:
         print(lsns.columns_help(), end="")
         return 0
     columns = (list(lsns.COLUMNS) if args.output_all else
                lsns.parse_columns(args.output, lsns.default_columns(args.types)))
     need = set(columns)
+    owners = None
+    if "CONTAINER" in need:
+        from hutch.tools.containers import container_namespaces
+        owners = container_namespaces(args.root or g.root)
     rows = list_namespaces(
-        args.types, args.pid, runtime_root=(args.root or g.root) if "CONTAINER" in need else None,
-        related=bool(args.tree) or bool(need & {"PNS", "ONS"}),
+        args.types, args.pid, owners,
+        related=tree in ("owner", "parent") or bool(need & {"PNS", "ONS"}),
         netnsid="NETNSID" in need, commands="COMMAND" in need)
     if args.json:
-        sys.stdout.write(lsns.to_json(rows, columns, args.tree))
+        sys.stdout.write(lsns.to_json(rows, columns, tree))
     else:
-        sys.stdout.write(lsns.to_table(rows, columns, args.tree, headings=not args.noheadings,
+        sys.stdout.write(lsns.to_table(rows, columns, tree, headings=not args.noheadings,
                                        nsfs_separator=","))
     return 0
 

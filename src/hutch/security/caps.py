@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from hutch.errors import ConfigError
 
 CAPABILITIES = {
@@ -60,3 +62,92 @@ def to_names(mask: int) -> list[str]:
 
 def all_caps_mask() -> int:
     return (1 << (last_cap() + 1)) - 1
+
+
+# --- the five sets of process.capabilities ---------------------------------------
+
+CAP_SET_NAMES = ("bounding", "effective", "permitted", "inheritable", "ambient")
+
+
+@dataclass(frozen=True)
+class CapSets:
+    """The five capability sets as 64-bit masks (bit N = capability number N)."""
+    bounding: int = 0
+    effective: int = 0
+    permitted: int = 0
+    inheritable: int = 0
+    ambient: int = 0
+
+    def masked(self, mask: int) -> "CapSets":
+        return CapSets(*(getattr(self, n) & mask for n in CAP_SET_NAMES))
+
+    def as_status(self) -> dict[str, int]:
+        """The same sets under the names /proc/PID/status uses."""
+        return {"CapBnd": self.bounding, "CapEff": self.effective, "CapPrm": self.permitted,
+                "CapInh": self.inheritable, "CapAmb": self.ambient}
+
+
+def from_process(process: dict | None, where: str = "process.capabilities") -> CapSets:
+    """Masks of ``process.capabilities``; a missing object or set is empty (as in runc)."""
+    caps = (process or {}).get("capabilities") or {}
+    if not isinstance(caps, dict):
+        raise ConfigError("must be an object with bounding/effective/permitted/inheritable/"
+                          "ambient lists", where=where)
+    for key in caps:
+        if key not in CAP_SET_NAMES:
+            raise ConfigError(f"unknown capability set {key!r}", where=f"{where}.{key}")
+    masks = {}
+    for name in CAP_SET_NAMES:
+        names = caps.get(name) or []
+        if not isinstance(names, list):
+            raise ConfigError("must be a list of capability names", where=f"{where}.{name}")
+        masks[name] = to_mask(names, f"{where}.{name}")
+    return CapSets(**masks)
+
+
+def check_consistent(sets: CapSets, where: str = "process.capabilities") -> None:
+    """Refuse what capset(2) would refuse, naming the set and the capability."""
+    extra = sets.effective & ~sets.permitted
+    if extra:
+        raise ConfigError(f"{', '.join(to_names(extra))} in effective but not in permitted "
+                          "(the kernel requires effective to be a subset of permitted)",
+                          where=f"{where}.effective")
+    extra = sets.inheritable & ~sets.bounding
+    if extra:
+        raise ConfigError(f"{', '.join(to_names(extra))} in inheritable but not in bounding "
+                          "(the kernel refuses an inheritable capability outside the bounding set)",
+                          where=f"{where}.inheritable")
+
+
+def after_exec(sets: CapSets, uid: int, no_new_privs: bool = False) -> CapSets:
+    """The sets the program has after execve(2) of a file without file capabilities
+    or set-id bits, given the sets the runtime left (capabilities(7) transformation).
+
+    uid 0 is treated as having all file capabilities: the permitted set becomes
+    inheritable | bounding (capped at the old permitted set under no_new_privs, which
+    forbids gaining privileges), and effective = permitted.  Any other uid keeps only
+    the ambient set, in permitted and effective: a non-root user's effective
+    capabilities are dropped unless they are ambient (what runc's containers show).
+    """
+    ambient = sets.ambient
+    if uid == 0:
+        permitted = sets.inheritable | sets.bounding
+        if no_new_privs:
+            permitted &= sets.permitted
+        permitted |= ambient
+        effective = permitted
+    else:
+        permitted = effective = ambient
+    return CapSets(sets.bounding, effective, permitted, sets.inheritable, ambient)
+
+
+def read_status_caps(pid: int | str = "self") -> CapSets:
+    """The five sets of a process from /proc/PID/status."""
+    values = {}
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            if key in ("CapBnd", "CapEff", "CapPrm", "CapInh", "CapAmb"):
+                values[key] = int(value.strip(), 16)
+    return CapSets(values["CapBnd"], values["CapEff"], values["CapPrm"], values["CapInh"],
+                   values["CapAmb"])

@@ -1,0 +1,182 @@
+"""OCI mount options -> mount(2) flags, propagation, recursive attributes and data.
+
+Pure logic (no syscalls), the same vocabulary runc accepts.  Anything that is not a
+known flag word is passed to the filesystem as data (``mode=755``, ``size=64k``...),
+except for bind mounts, where the kernel would silently ignore it: there an
+unknown word is a configuration error naming the option.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hutch.errors import ConfigError
+from hutch.sys.constants import (
+    MS_BIND, MS_DIRSYNC, MS_LAZYTIME, MS_MANDLOCK, MS_NOATIME, MS_NODEV, MS_NODIRATIME,
+    MS_NOEXEC, MS_NOSUID, MS_NOSYMFOLLOW, MS_POSIXACL, MS_PRIVATE, MS_RDONLY, MS_REC,
+    MS_RELATIME, MS_REMOUNT, MS_SHARED, MS_SILENT, MS_SLAVE, MS_STRICTATIME, MS_SYNCHRONOUS,
+    MS_UNBINDABLE,
+)
+from hutch.sys.mountapi import (
+    MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME,
+    MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY,
+    MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME,
+)
+
+MS_I_VERSION = 1 << 23
+
+# word -> (clear?, flag).  "clear" words remove a flag an earlier word set.
+FLAG_WORDS: dict[str, tuple[bool, int]] = {
+    "acl": (False, MS_POSIXACL), "noacl": (True, MS_POSIXACL),
+    "async": (True, MS_SYNCHRONOUS), "sync": (False, MS_SYNCHRONOUS),
+    "atime": (True, MS_NOATIME), "noatime": (False, MS_NOATIME),
+    "bind": (False, MS_BIND), "rbind": (False, MS_BIND | MS_REC),
+    "defaults": (False, 0),
+    "dev": (True, MS_NODEV), "nodev": (False, MS_NODEV),
+    "diratime": (True, MS_NODIRATIME), "nodiratime": (False, MS_NODIRATIME),
+    "dirsync": (False, MS_DIRSYNC),
+    "exec": (True, MS_NOEXEC), "noexec": (False, MS_NOEXEC),
+    "iversion": (False, MS_I_VERSION), "noiversion": (True, MS_I_VERSION),
+    "lazytime": (False, MS_LAZYTIME), "nolazytime": (True, MS_LAZYTIME),
+    "loud": (True, MS_SILENT), "silent": (False, MS_SILENT),
+    "mand": (False, MS_MANDLOCK), "nomand": (True, MS_MANDLOCK),
+    "relatime": (False, MS_RELATIME), "norelatime": (True, MS_RELATIME),
+    "strictatime": (False, MS_STRICTATIME), "nostrictatime": (True, MS_STRICTATIME),
+    "nosymfollow": (False, MS_NOSYMFOLLOW), "symfollow": (True, MS_NOSYMFOLLOW),
+    "remount": (False, MS_REMOUNT),
+    "ro": (False, MS_RDONLY), "rw": (True, MS_RDONLY),
+    "suid": (True, MS_NOSUID), "nosuid": (False, MS_NOSUID),
+}
+
+PROPAGATION_WORDS: dict[str, int] = {
+    "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC,
+    "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,
+    "slave": MS_SLAVE, "rslave": MS_SLAVE | MS_REC,
+    "unbindable": MS_UNBINDABLE, "runbindable": MS_UNBINDABLE | MS_REC,
+}
+
+# Recursive attributes applied with mount_setattr(AT_RECURSIVE): word -> (clear?, attr).
+RECURSIVE_WORDS: dict[str, tuple[bool, int]] = {
+    "rro": (False, MOUNT_ATTR_RDONLY), "rrw": (True, MOUNT_ATTR_RDONLY),
+    "rnosuid": (False, MOUNT_ATTR_NOSUID), "rsuid": (True, MOUNT_ATTR_NOSUID),
+    "rnodev": (False, MOUNT_ATTR_NODEV), "rdev": (True, MOUNT_ATTR_NODEV),
+    "rnoexec": (False, MOUNT_ATTR_NOEXEC), "rexec": (True, MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (False, MOUNT_ATTR_NODIRATIME), "rdiratime": (True, MOUNT_ATTR_NODIRATIME),
+    "rnosymfollow": (False, MOUNT_ATTR_NOSYMFOLLOW), "rsymfollow": (True, MOUNT_ATTR_NOSYMFOLLOW),
+}
+# The atime words replace the whole atime field (MOUNT_ATTR__ATIME) when set.
+RECURSIVE_ATIME_WORDS: dict[str, int] = {
+    "rrelatime": MOUNT_ATTR_RELATIME, "rnoatime": MOUNT_ATTR_NOATIME,
+    "rstrictatime": MOUNT_ATTR_STRICTATIME,
+}
+RECURSIVE_ATIME_CLEAR_WORDS = {"rnorelatime", "ratime", "rnostrictatime"}
+
+# Words engines may leave in bind-mount options that mean nothing to a runtime
+# (SELinux relabel requests and docker's volume copy flags): accepted and ignored.
+IGNORED_WORDS = {"z", "Z", "U", "copy", "nocopy"}
+
+# Extensions runc understands.
+EXTENSION_WORDS = {"tmpcopyup"}
+
+UNSUPPORTED_WORDS = {"idmap": "idmapped mounts are not supported",
+                     "ridmap": "idmapped mounts are not supported"}
+
+
+@dataclass
+class MountOptions:
+    """The parsed options of one OCI mount entry."""
+
+    flags: int = 0
+    propagation: list[int] = field(default_factory=list)
+    attr_set: int = 0
+    attr_clr: int = 0
+    data: list[str] = field(default_factory=list)
+    extensions: set[str] = field(default_factory=set)
+
+    @property
+    def is_bind(self) -> bool:
+        return bool(self.flags & MS_BIND)
+
+    @property
+    def recursive(self) -> bool:
+        return bool(self.flags & MS_REC)
+
+    @property
+    def readonly(self) -> bool:
+        return bool(self.flags & MS_RDONLY)
+
+    @property
+    def data_string(self) -> str | None:
+        return ",".join(self.data) if self.data else None
+
+    @property
+    def has_recursive_attrs(self) -> bool:
+        return bool(self.attr_set or self.attr_clr)
+
+
+def parse_options(options: object, where: str, *, bind_type: bool = False) -> MountOptions:
+    """Parse a mount's ``options`` list; `where` is its JSON path (``mounts[3]``).
+
+    `bind_type` is True when the entry's type is "bind" (or absent with a bind word):
+    unknown words are then an error instead of filesystem data.
+    """
+    result = MountOptions()
+    if options is None:
+        return result
+    if not isinstance(options, list):
+        raise ConfigError("must be a list of strings", where=f"{where}.options")
+    words = []
+    for i, word in enumerate(options):
+        opt_where = f"{where}.options[{i}]"
+        if not isinstance(word, str) or not word:
+            raise ConfigError("must be a non-empty string", where=opt_where)
+        if "\0" in word or "," in word:
+            raise ConfigError(f"invalid mount option {word!r} (one option per entry)", where=opt_where)
+        words.append((word, opt_where))
+    is_bind = bind_type or any(w in ("bind", "rbind") for w, _ in words)
+    for word, opt_where in words:
+        _apply_word(result, word, opt_where, is_bind)
+    return result
+
+
+def _apply_word(result: MountOptions, word: str, where: str, is_bind: bool) -> None:
+    if word in FLAG_WORDS:
+        clear, flag = FLAG_WORDS[word]
+        if clear:
+            result.flags &= ~flag
+        else:
+            result.flags |= flag
+    elif word in PROPAGATION_WORDS:
+        result.propagation.append(PROPAGATION_WORDS[word])
+    elif word in RECURSIVE_WORDS:
+        clear, attr = RECURSIVE_WORDS[word]
+        if clear:
+            result.attr_clr |= attr
+            result.attr_set &= ~attr
+        else:
+            result.attr_set |= attr
+            result.attr_clr &= ~attr
+    elif word in RECURSIVE_ATIME_WORDS:
+        # Setting an atime mode means: clear the atime field, then set this value.
+        result.attr_clr |= MOUNT_ATTR__ATIME
+        result.attr_set = (result.attr_set & ~MOUNT_ATTR__ATIME) | RECURSIVE_ATIME_WORDS[word]
+    elif word in RECURSIVE_ATIME_CLEAR_WORDS:
+        result.attr_clr |= MOUNT_ATTR__ATIME
+        result.attr_set &= ~MOUNT_ATTR__ATIME
+    elif word in EXTENSION_WORDS:
+        result.extensions.add(word)
+    elif word in UNSUPPORTED_WORDS:
+        raise ConfigError(UNSUPPORTED_WORDS[word], where=where)
+    elif is_bind:
+        if word not in IGNORED_WORDS:
+            raise ConfigError(f"unknown bind mount option {word!r}", where=where)
+    else:
+        result.data.append(word)
+
+
+def propagation_flag(value: object, where: str) -> int:
+    """linux.rootfsPropagation (``private``, ``rslave``...) -> mount(2) flags."""
+    if not isinstance(value, str) or value not in PROPAGATION_WORDS:
+        raise ConfigError(f"invalid propagation {value!r} (one of {', '.join(PROPAGATION_WORDS)})",
+                          where=where)
+    return PROPAGATION_WORDS[value]

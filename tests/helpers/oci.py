@@ -1,0 +1,337 @@
+"""A small black-box driver for an OCI runtime binary (hutch or runc), used exactly as
+engines use runc: ``RUNTIME --root DIR VERB [OPTIONS] ID``.
+
+Every method returns a ``subprocess.CompletedProcess`` with text stdout/stderr.  The
+runtime's output goes to temporary files, never to pipes: a detached container inherits
+the runtime's stdio, and a pipe it holds open would make ``communicate()`` wait for the
+container to exit.
+
+Fixtures (import them into a test module: ``from helpers.oci import oci, ref_oci``):
+
+- ``oci``: a :class:`Runtime` for the runtime under test with its own ``--root`` temp dir;
+  at teardown every container left in that root is force-deleted.
+- ``ref_oci``: the same for runc when the runtime under test is not runc (``None`` when it
+  is runc or runc is missing), for differential tests.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+DEFAULT_TIMEOUT = float(os.environ.get("HUTCH_OCI_TIMEOUT", "20"))  # per command, seconds
+
+
+def new_id(prefix: str = "hutch-test") -> str:
+    """A unique container id; the prefix lets the session leak scan spot strays."""
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def _read(f) -> str:
+    f.seek(0)
+    return f.read().decode(errors="replace")
+
+
+class Runtime:
+    """Drive one OCI runtime binary with its own state root."""
+
+    def __init__(self, path: str, root: str | Path, global_args: tuple[str, ...] = ()):
+        self.path = str(path)
+        self.root = str(root)
+        self.global_args = tuple(global_args)
+
+    @property
+    def name(self) -> str:
+        return Path(self.path).name
+
+    @property
+    def is_runc(self) -> bool:
+        return self.name == "runc"
+
+    def argv(self, *args: str) -> list[str]:
+        return [self.path, "--root", self.root, *self.global_args, *map(str, args)]
+
+    # -- the one place a command is run -------------------------------------------------
+    def cmd(self, *args, timeout: float = DEFAULT_TIMEOUT, stdin=subprocess.DEVNULL,
+            pass_fds=(), input: str | None = None, env=None, cwd=None) -> subprocess.CompletedProcess:
+        """Run ``RUNTIME --root ROOT *args``; stdout/stderr captured through files."""
+        argv = self.argv(*args)
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            if input is not None:
+                stdin = subprocess.PIPE
+            proc = subprocess.Popen(argv, stdin=stdin, stdout=out, stderr=err,
+                                    pass_fds=pass_fds, env=env, cwd=cwd)
+            try:
+                if input is not None:
+                    proc.communicate(input.encode(), timeout=timeout)
+                else:
+                    proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                raise
+            return subprocess.CompletedProcess(argv, proc.returncode, _read(out), _read(err))
+
+    def popen(self, *args, **kw) -> subprocess.Popen:
+        """Start a command without waiting (for races and foreground runs)."""
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        kw.setdefault("stdout", subprocess.DEVNULL)
+        kw.setdefault("stderr", subprocess.DEVNULL)
+        return subprocess.Popen(self.argv(*args), **kw)
+
+    # -- the verbs ------------------------------------------------------------------------
+    def create(self, cid: str, bundle, *opts, **kw):
+        return self.cmd("create", "--bundle", str(bundle), *opts, cid, **kw)
+
+    def start(self, cid: str, **kw):
+        return self.cmd("start", cid, **kw)
+
+    def run(self, cid: str, bundle, *opts, **kw):
+        return self.cmd("run", "--bundle", str(bundle), *opts, cid, **kw)
+
+    def state(self, cid: str, **kw):
+        return self.cmd("state", cid, **kw)
+
+    def kill(self, cid: str, sig: str | int | None = None, *opts, **kw):
+        args = ["kill", *opts, cid]
+        if sig is not None:
+            args.append(str(sig))
+        return self.cmd(*args, **kw)
+
+    def delete(self, cid: str, force: bool = False, **kw):
+        return self.cmd("delete", *(["--force"] if force else []), cid, **kw)
+
+    def exec(self, cid: str, *args, opts=(), **kw):
+        """``exec [opts] ID [args]``."""
+        return self.cmd("exec", *opts, cid, *args, **kw)
+
+    def list(self, fmt: str | None = None, **kw):
+        return self.cmd("list", *(["--format", fmt] if fmt else []), **kw)
+
+    def ps(self, cid: str, fmt: str | None = None, *ps_args, **kw):
+        return self.cmd("ps", *(["--format", fmt] if fmt else []), cid, *ps_args, **kw)
+
+    # -- conveniences built on the verbs ----------------------------------------------------
+    def state_json(self, cid: str) -> dict:
+        res = self.state(cid)
+        assert res.returncode == 0, f"{self.name} state {cid}: rc={res.returncode} {res.stderr!r}"
+        return json.loads(res.stdout)
+
+    def status(self, cid: str) -> str | None:
+        """The container's status, or None when the runtime does not know it."""
+        res = self.state(cid)
+        if res.returncode != 0:
+            return None
+        return json.loads(res.stdout).get("status")
+
+    def wait_status(self, cid: str, want: str, timeout: float = 10) -> str | None:
+        """Poll ``state`` until the status is ``want`` (or timeout); returns the last status."""
+        deadline = time.monotonic() + timeout
+        status = self.status(cid)
+        while status != want and time.monotonic() < deadline:
+            time.sleep(0.05)
+            status = self.status(cid)
+        return status
+
+    def ids(self) -> list[str]:
+        """Container ids the runtime lists, plus directories in the root (a fallback
+        when ``list`` itself is broken)."""
+        found: list[str] = []
+        try:
+            res = self.list("json", timeout=10)
+            if res.returncode == 0 and res.stdout.strip() not in ("", "null"):
+                found = [c["id"] for c in json.loads(res.stdout)]
+        except (ValueError, KeyError, TypeError, subprocess.TimeoutExpired):
+            pass
+        root = Path(self.root)
+        if root.is_dir():
+            for entry in root.iterdir():
+                if entry.is_dir() and not entry.name.startswith(".") and entry.name not in found:
+                    found.append(entry.name)
+        return found
+
+    def force_cleanup(self) -> list[str]:
+        """Force-delete every container in this root; kill what the runtime could not.
+        Returns the ids that needed a fallback (for diagnostics)."""
+        stubborn = []
+        for cid in self.ids():
+            pid = _pid_of(self, cid)
+            try:
+                res = self.delete(cid, force=True, timeout=10)
+                ok = res.returncode == 0
+            except subprocess.TimeoutExpired:
+                ok = False
+            if not ok or (pid and _alive(pid)):
+                stubborn.append(cid)
+                if pid:
+                    _kill_pid(pid)
+                try:
+                    self.delete(cid, force=True, timeout=10)
+                except subprocess.TimeoutExpired:
+                    pass
+                _remove_cgroups_named(cid)
+        return stubborn
+
+
+def _pid_of(rt: Runtime, cid: str) -> int | None:
+    try:
+        res = rt.state(cid, timeout=10)
+        if res.returncode != 0:
+            return None
+        return int(json.loads(res.stdout).get("pid") or 0) or None
+    except (ValueError, subprocess.TimeoutExpired):
+        return None
+
+
+def _remove_cgroups_named(cid: str) -> None:
+    """Last resort when the runtime could not delete: kill what is left in cgroups named
+    after this (unique) container id and remove them, deepest first."""
+    root = Path("/sys/fs/cgroup")
+    dirs = [p for depth in ("*/*", "*/*/*", "*/*/*/*", "*/*/*/*/*") for p in root.glob(depth)
+            if p.is_dir() and cid in p.name]
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        try:
+            for pid in (d / "cgroup.procs").read_text().split():
+                _kill_pid(int(pid))
+        except OSError:
+            pass
+    time.sleep(0.1)
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        try:
+            d.rmdir()
+        except OSError:
+            pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _kill_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def process_alive(pid: int) -> bool:
+    """True while pid exists and is not a zombie."""
+    return _alive(pid)
+
+
+def wait_gone(pid: int, timeout: float = 10) -> bool:
+    deadline = time.monotonic() + timeout
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not _alive(pid)
+
+
+def wait_for(predicate, timeout: float = 10, interval: float = 0.05):
+    """Poll predicate() until it returns a truthy value or timeout; returns the last value."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value
+
+
+def stderr_lines(res: subprocess.CompletedProcess) -> list[str]:
+    return [line for line in res.stderr.splitlines() if line.strip()]
+
+
+# -- console socket ------------------------------------------------------------------------
+class ConsoleSocket:
+    """A unix socket that receives the pty master over SCM_RIGHTS, as conmon does."""
+
+    def __init__(self, directory: Path):
+        self.path = str(Path(directory) / "console.sock")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(self.path)
+        self.sock.listen(1)
+        self.sock.settimeout(DEFAULT_TIMEOUT)
+        self.master: int | None = None
+
+    def receive(self) -> int:
+        """Accept one connection and return the fd it carries."""
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.settimeout(DEFAULT_TIMEOUT)
+            _msg, fds, _flags, _addr = socket.recv_fds(conn, 4096, 4)
+        assert fds, "no file descriptor received on the console socket"
+        for extra in fds[1:]:
+            os.close(extra)
+        self.master = fds[0]
+        return self.master
+
+    def read_until_eof(self, timeout: float = DEFAULT_TIMEOUT) -> str:
+        """Read the master until the slave side closes (EIO) or timeout."""
+        import select
+        chunks = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.2)
+            if not ready:
+                continue
+            try:
+                data = os.read(self.master, 4096)
+            except OSError:  # EIO: every slave fd closed
+                break
+            if not data:
+                break
+            chunks.append(data)
+        return b"".join(chunks).decode(errors="replace")
+
+    def close(self) -> None:
+        if self.master is not None:
+            os.close(self.master)
+            self.master = None
+        self.sock.close()
+
+
+# -- fixtures ----------------------------------------------------------------------------
+def _runtime_fixture(path: str, tmp_path_factory):
+    root = tmp_path_factory.mktemp("ocistate")
+    rt = Runtime(path, root)
+    try:
+        yield rt
+    finally:
+        rt.force_cleanup()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def oci(runtime, tmp_path_factory):
+    """The runtime under test with a private --root; containers force-deleted at teardown."""
+    yield from _runtime_fixture(runtime, tmp_path_factory)
+
+
+@pytest.fixture
+def ref_oci(runtime, tmp_path_factory):
+    """runc as the reference for differential tests, or None when the runtime under test
+    already is runc (or runc is missing)."""
+    runc = shutil.which("runc")
+    if not runc or os.path.realpath(runc) == os.path.realpath(runtime):
+        yield None
+        return
+    yield from _runtime_fixture(runc, tmp_path_factory)
+
+
+def runtimes(oci: Runtime, ref_oci: Runtime | None) -> list[Runtime]:
+    """The runtime under test first, then runc when it is a different binary."""
+    return [oci] + ([ref_oci] if ref_oci is not None else [])
