@@ -1,0 +1,31 @@
+#!/bin/sh
+# Install hutch and what it needs on a fresh Debian 12, as root.
+#   scripts/install.sh          the runtime and the demo's needs
+#   scripts/install.sh --test   also the peers the tests compare against and pytest
+set -eu
+cd "$(dirname "$0")/.."
+export DEBIAN_FRONTEND=noninteractive
+
+runtime_pkgs="python3 python3-venv iproute2 util-linux procps"
+test_pkgs="busybox-static runc crun bubblewrap podman conmon containerd containernetworking-plugins
+           criu nftables hyperfine uidmap iperf3 netavark aardvark-dns fuse-overlayfs"
+
+pkgs="$runtime_pkgs"
+[ "${1:-}" = "--test" ] && pkgs="$pkgs $test_pkgs"
+missing=""
+for p in $pkgs; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+if [ "${1:-}" = "--test" ]; then
+    .venv/bin/pip install -q -e '.[test]'
+else
+    .venv/bin/pip install -q -e .
+fi
+# Byte-compile now: with PYTHONDONTWRITEBYTECODE set, every start would compile from source.
+.venv/bin/python -m compileall -q src >/dev/null
