@@ -222,14 +222,12 @@ def related_inodes(path: str, ns_type: str, want_uid: bool = True) -> tuple[int,
 
 def _owner_uid(userns_fd: int) -> int | None:
     """The uid that created the user namespace open as userns_fd (NS_GET_OWNER_UID)."""
-    import ctypes
-    from hutch.sys import ioctl_int
-    uid = ctypes.c_uint32(0)
+    import fcntl
+    import struct
     try:
-        ioctl_int(userns_fd, C.NS_GET_OWNER_UID, ctypes.addressof(uid))
-    except SysCallError:
+        return struct.unpack("I", fcntl.ioctl(userns_fd, C.NS_GET_OWNER_UID, b"\0" * 4))[0]
+    except OSError:
         return None
-    return uid.value
 
 
 _user_names: dict[int, str] = {}

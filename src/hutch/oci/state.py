@@ -69,7 +69,7 @@ class State:
 
 
 def validate_id(container_id: str) -> str:
-    if not container_id or not _ID_RE.match(container_id) or container_id in (".", ".."):
+    if not container_id or not _ID_RE.fullmatch(container_id) or container_id in (".", ".."):
         raise ConfigError(f"invalid container id {container_id!r}: use letters, digits, _ + - .",
                           where="container id")
     return container_id
