@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import os
 import signal as _signal
-import subprocess
-from dataclasses import fields
+
+from hutch.record import fields
 
 from hutch.errors import ConfigError, StateError
 from hutch.oci import container as lifecycle
@@ -126,11 +126,12 @@ def _fileno(stream, default: int) -> int:
 
 
 def run(args, *, capture_output: bool = False, input: bytes | None = None, check: bool = False,
-        root: str = DEFAULT_ROOT, stdin=None, stdout=None, stderr=None, **options) -> subprocess.CompletedProcess:
+        root: str = DEFAULT_ROOT, stdin=None, stdout=None, stderr=None, **options):
     """Run args in a new container and wait, like subprocess.run.
 
     Returns subprocess.CompletedProcess (stdout/stderr as bytes when captured).
     Raises subprocess.CalledProcessError with check=True and a non-zero status."""
+    import subprocess
     import tempfile
     files = []
     try:
@@ -159,17 +160,3 @@ def run(args, *, capture_output: bool = False, input: bytes | None = None, check
     if check:
         result.check_returncode()
     return result
-
-
-def run_container(options: RunOptions, root: str = DEFAULT_ROOT) -> int:
-    """What `hutch run` does: attached to our stdio, with a pty for -t."""
-    _check_rootfs(options)
-    container_id = options.container_id()
-    spec = build_spec(options, container_id)
-    if not options.interactive and not options.tty:
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-    from hutch.oci.attach import run_attached
-    return run_attached(root, container_id, os.getcwd(), spec=spec, use_init=options.init,
-                        cgroup=bool(options.resources), interactive=options.interactive)

@@ -8,7 +8,7 @@ import os
 import select
 import signal
 import time
-from dataclasses import dataclass, field
+from hutch.record import dataclass, field
 
 from hutch.errors import HutchError
 

@@ -8,7 +8,7 @@ the program is in :mod:`hutch.sys.bpf`.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from hutch.record import dataclass
 
 # What runc (1.1, libcontainer/specconv AllowedDevices) always lets a container use,
 # appended after the rules of config.json.

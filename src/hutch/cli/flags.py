@@ -8,7 +8,7 @@ build; the OCI verbs sit on the container-start path.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from hutch.record import dataclass
 
 from hutch.errors import ConfigError
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from hutch.record import dataclass
 
 # command -> module implementing it (imported lazily)
 COMMANDS = {

@@ -83,7 +83,7 @@ def main(command: str, argv: list[str], g) -> int:
     if os.geteuid() != 0 and not options.userns:
         raise ConfigError("hutch run needs root (rootless containers need --userns)",
                           exit_code=EXIT_RUNTIME_ERROR)
-    from hutch.api import run_container
+    from hutch.oci.attach import run_container
     return run_container(options, root=g.root)
 
 

@@ -6,7 +6,7 @@ unshared its user namespace (a process cannot usefully map itself as root).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from hutch.record import dataclass
 
 from hutch.errors import ConfigError
 

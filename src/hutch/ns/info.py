@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
+from hutch.record import dataclass, field
 
 from hutch.errors import ConfigError, NotFoundError, SysCallError
 from hutch.sys import constants as C

@@ -95,3 +95,21 @@ def exec_with_tty(root: str, container_id: str, process: dict, *, pid_file: str 
     from hutch.oci.tty import proxy
     proxy(master)
     return wait_forwarding_signals(started.pid)
+
+
+def run_container(options, root: str) -> int:
+    """What `hutch run` does: build the spec from RunOptions, stay attached to our
+    stdio (stdin only with -i), a pty with -t, and clean up at exit."""
+    from hutch.errors import ConfigError
+    from hutch.oci.runspec import build_spec
+    if options.rootfs is not None and not os.path.isdir(options.rootfs):
+        raise ConfigError(f"root filesystem {options.rootfs} does not exist or is not a directory",
+                          where="--rootfs")
+    container_id = options.container_id()
+    spec = build_spec(options, container_id)
+    if not options.interactive and not options.tty:
+        null = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(null, 0)
+        os.close(null)
+    return run_attached(root, container_id, os.getcwd(), spec=spec, use_init=options.init,
+                        cgroup=bool(options.resources), interactive=options.interactive)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import time
 
@@ -320,6 +319,19 @@ def _kill_and_wait(state: st.State, manager) -> None:
         time.sleep(0.005)
 
 
+def _remove_dir(path: str) -> None:
+    """Remove a container directory (flat: state, config copy, fifo) without shutil."""
+    try:
+        for entry in os.scandir(path):
+            os.unlink(entry.path)
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        import shutil
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _destroy(root: str, state: st.State, manager, spec: dict | None) -> None:
     """Undo everything the container owns: processes, cgroup, directory; then poststop."""
     if state.pid and proc.is_alive(state.pid, state.pid_start):
@@ -329,7 +341,7 @@ def _destroy(root: str, state: st.State, manager, spec: dict | None) -> None:
             manager.destroy()
         except HutchError as err:
             print(f"hutch: warning: {err}", file=__import__("sys").stderr)
-    shutil.rmtree(st.container_dir(root, state.id), ignore_errors=True)
+    _remove_dir(st.container_dir(root, state.id))
     try:
         os.unlink(os.path.join(root, f".{state.id}.lock"))
     except FileNotFoundError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass, field
+from hutch.record import dataclass, field
 
 from hutch import sys as hsys
 from hutch.errors import ConfigError, HutchError

@@ -7,8 +7,7 @@ host environment for `-e KEY` without a value), so it is unit tested without roo
 from __future__ import annotations
 
 import os
-import secrets
-from dataclasses import dataclass, field
+from hutch.record import dataclass, field
 
 from hutch.errors import ConfigError
 
@@ -59,7 +58,7 @@ class RunOptions:
     sysctl: list[str] = field(default_factory=list)
 
     def container_id(self) -> str:
-        return self.name or "run-" + secrets.token_hex(6)
+        return self.name or "run-" + os.urandom(6).hex()
 
 
 def build_spec(o: RunOptions, container_id: str) -> dict:

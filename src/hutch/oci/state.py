@@ -18,7 +18,7 @@ import json
 import os
 import re
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from hutch.record import asdict, dataclass, field, fields
 
 from hutch.errors import ConfigError, NotFoundError
 from hutch.sys import proc
@@ -95,7 +95,7 @@ def load(root: str, container_id: str) -> State:
             data = json.load(f)
     except FileNotFoundError:
         raise NotFoundError(f"container {container_id} does not exist") from None
-    known = State.__dataclass_fields__
+    known = {f.name for f in fields(State)}
     return State(**{k: v for k, v in data.items() if k in known})
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from hutch.record import dataclass
 
 
 def start_time(pid: int) -> int | None:

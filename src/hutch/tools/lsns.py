@@ -9,7 +9,7 @@ numbers, missing values as null, ``"children"`` in trees).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from hutch.record import dataclass
 
 from hutch.errors import ConfigError
 

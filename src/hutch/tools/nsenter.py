@@ -21,7 +21,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from dataclasses import dataclass, field
+from hutch.record import dataclass, field
 
 from hutch.errors import ConfigError, HutchError, NotFoundError, StateError
 
