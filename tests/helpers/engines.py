@@ -20,9 +20,9 @@ cgroups named by the engines, netavark's nft tables), each only if this session 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -35,10 +35,13 @@ IMAGE = "localhost/hutch-test-busybox:1"
 CTR_NAMESPACE = "hutch-test"
 # The podman network used as the default one: a bridge of our own name and subnet so that
 # it cannot collide with a podman0 someone else uses (and the leak scan sees it if left).
-NETWORK_NAME = "hutchtest"
-BRIDGE_NAME = "hutchtest0"
-SUBNET = "10.231.77.0/24"
-GATEWAY = "10.231.77.1"
+# Numbered per test process: two test sessions at once get distinct bridges, subnets and
+# netavark IPAM entries (its database, /run/containers/networks/ipam.db, is global).
+_NET_INDEX = 20 + os.getpid() % 200
+NETWORK_NAME = f"hutchtest{_NET_INDEX}"
+BRIDGE_NAME = f"hutchtest{_NET_INDEX}"
+SUBNET = f"10.231.{_NET_INDEX}.0/24"
+GATEWAY = f"10.231.{_NET_INDEX}.1"
 ULIMITS = ["nofile=20000:20000", "nproc=32768:32768"]
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -209,6 +212,10 @@ class _Guarded:
     broken: str | None = None
     COMMAND_TIMEOUT = 30    # a healthy engine+runtime answers in well under a second
 
+    def recover_from_hang(self) -> None:
+        """Kill the runtime processes of our containers (after a command hung on them)."""
+        kill_session_processes(None, self.calls_log)
+
     def _guarded(self, argv, *, timeout=None, cleanup=False, **kw):
         if self.broken and not cleanup:
             raise EngineHung(f"engine unusable since an earlier hang: {self.broken}")
@@ -318,8 +325,10 @@ def nft_tables() -> set[str]:
 
 
 def _only_netavark(table: str) -> bool:
-    """True when an nft table holds nothing but netavark's chains and the base chains
-    iptables-nft made to jump into them (what netavark 1.4 leaves behind)."""
+    """True when an nft table holds nothing but netavark's empty scaffolding: its generic
+    chains and the base chains iptables-nft made to jump into them (what netavark 1.4
+    leaves behind once its last container is gone).  A rule naming an address means a
+    network is still in use (another test session's container, say): keep the table."""
     out = run(["nft", "list", *table.split()], timeout=20).stdout
     chain = None
     for raw in out.splitlines():
@@ -328,6 +337,8 @@ def _only_netavark(table: str) -> bool:
             chain = line.split()[1]
         elif not line or line in ("}", "{") or line.startswith(("table ", "type ", "#")):
             continue
+        elif re.search(r"\d+\.\d+\.\d+\.\d+", line):
+            return False
         elif chain and not chain.startswith("NETAVARK") and "NETAVARK" not in line:
             return False
     return True
@@ -383,6 +394,11 @@ class Podman(_Guarded):
     def calls(self) -> list[str]:
         return read_calls(self.calls_log)
 
+    def runtime_logs(self) -> str:
+        """What the runtime wrote to the `--log <runroot>/.../userdata/oci-log` podman gave it
+        (podman also quotes the error from it on its stderr)."""
+        return _tail_files(self.dirs["runroot"].glob("overlay-containers/*/userdata/oci-log"))
+
     def setup(self, rootfs: Path) -> None:
         for d in self.dirs.values():
             d.mkdir(parents=True, exist_ok=True)
@@ -398,7 +414,10 @@ class Podman(_Guarded):
             f'default_network = "{NETWORK_NAME}"\n'
             "[engine]\n"
             'cgroup_manager = "cgroupfs"\n'
-            'events_logger = "file"\n')
+            'events_logger = "file"\n'
+            # podman passes `--log-format=json --log FILE` only to runtimes named here (and
+            # reads errors back from FILE): give hutch the same command lines as runc.
+            f'runtime_supports_json = ["crun", "runc", "{Path(self.runtime).name}"]\n')
         (self.base / "storage.conf").write_text(
             '[storage]\ndriver = "overlay"\n'
             f'runroot = "{self.dirs["runroot"]}"\ngraphroot = "{self.dirs["root"]}"\n')
@@ -456,12 +475,23 @@ class Containerd(_Guarded):
         return self._guarded(self.ctr_argv(*args), timeout=timeout, check=check,
                              cleanup=cleanup, **kw)
 
+    @staticmethod
+    def cid(short: str) -> str:
+        """A container id unique to this test process: ctr puts a container in the cgroup
+        /<namespace>/<id>, shared by every containerd on the machine."""
+        return f"hutch-c-{short}-{os.getpid()}"
+
     def run_args(self) -> list[str]:
         """The options every `ctr run` gets: our runtime and a private runtime root."""
         return ["--runc-binary", str(self.wrapper), "--runc-root", str(self.runc_root)]
 
     def calls(self) -> list[str]:
         return read_calls(self.calls_log)
+
+    def runtime_logs(self) -> str:
+        """The shim's `--log <bundle>/log.json` of containers that still exist."""
+        return _tail_files((self.base / "state").glob(
+            f"io.containerd.runtime.v2.task/{CTR_NAMESPACE}/*/log.json"))
 
     def start(self, rootfs: Path) -> None:
         for d in ("root", "state", "images", "wrap"):
@@ -536,7 +566,8 @@ class Containerd(_Guarded):
 # ---------------------------------------------------------------- terminals
 
 def run_in_pty(argv, *, env=None, rows: int = 24, cols: int = 80, send: bytes | None = None,
-               wait_for: bytes | None = None, timeout: float = 30) -> tuple[int, str]:
+               wait_for: bytes | None = None, timeout: float = 30,
+               on_timeout=None) -> tuple[int, str]:
     """Run argv with a new pty as its controlling terminal and stdio, the window size set
     before it starts.  If `send` is given it is typed once `wait_for` shows up in the output
     (a prompt).  Returns (exit code, everything the terminal showed)."""
@@ -574,6 +605,8 @@ def run_in_pty(argv, *, env=None, rows: int = 24, cols: int = 80, send: bytes | 
             output += chunk
         else:
             os.killpg(proc.pid, signal.SIGKILL)   # hung: the engine and what it started
+            if on_timeout:
+                on_timeout()
         code = proc.wait(timeout=30)
     finally:
         os.close(master)
@@ -584,7 +617,23 @@ def run_in_pty(argv, *, env=None, rows: int = 24, cols: int = 80, send: bytes | 
 
 
 def explain(engine, since: int = 0, extra: str = "") -> str:
-    """Failure context: the runtime argv the engine used since call number `since`."""
+    """Failure context: the runtime argv the engine used since call number `since`, and
+    what the runtime wrote to the --log files the engine gave it (still present ones)."""
     calls = engine.calls()[since:]
     text = "runtime calls:\n" + "\n".join(f"  {c}" for c in calls[-40:])
+    logs = engine.runtime_logs()
+    if logs:
+        text += "\nruntime --log files:\n" + logs
     return text + (f"\n{extra}" if extra else "")
+
+
+def _tail_files(paths, limit: int = 2000) -> str:
+    out = []
+    for path in sorted(paths):
+        try:
+            data = path.read_text(errors="replace").strip()
+        except OSError:
+            continue
+        if data:
+            out.append(f"  {path}:\n    " + data[-limit:].replace("\n", "\n    "))
+    return "\n".join(out)

@@ -62,7 +62,7 @@ def _start_detached(containerd, cid: str, *cmd: str) -> int:
 
 def test_run_rm_echo_goes_through_the_runtime(containerd):
     start = len(containerd.calls())
-    r = containerd.ctr("run", "--rm", *containerd.run_args(), IMAGE, "hutch-c-echo",
+    r = containerd.ctr("run", "--rm", *containerd.run_args(), IMAGE, containerd.cid("echo"),
                        "echo", "hello from containerd")
     why = explain(containerd, start, r.stderr)
     assert r.returncode == 0, why
@@ -76,14 +76,14 @@ def test_run_rm_echo_goes_through_the_runtime(containerd):
 
 def test_run_rm_exit_code(containerd):
     start = len(containerd.calls())
-    r = containerd.ctr("run", "--rm", *containerd.run_args(), IMAGE, "hutch-c-exit",
+    r = containerd.ctr("run", "--rm", *containerd.run_args(), IMAGE, containerd.cid("exit"),
                        "sh", "-c", "echo out; exit 5")
     assert r.returncode == 5, explain(containerd, start, r.stderr)
     assert r.stdout == "out\n"
 
 
 def test_detached_exec_ps_kill_delete(containerd):
-    cid = "hutch-c-det"
+    cid = containerd.cid("det")
     start = len(containerd.calls())
     pid = _start_detached(containerd, cid, "sh", "-c", STEADY)
     assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[:2] == [b"sh", b"-c"]
@@ -112,14 +112,15 @@ def test_detached_exec_ps_kill_delete(containerd):
     assert "exit code 7" in r.stderr, r.stderr
     assert cid not in _tasks(containerd)
     assert not Path(f"/proc/{pid}").exists()
-    assert not _cgroup("pids", cid).exists(), "the runtime's delete must remove the cgroup"
+    left = [str(p) for p in Path("/sys/fs/cgroup").glob(f"*/{CTR_NAMESPACE}/{cid}")]
+    assert not left, f"the runtime's delete must remove the cgroups: {left}"
     state = run([containerd.runtime, "--root", containerd.runc_root / CTR_NAMESPACE, "state", cid])
     assert state.returncode != 0, state.stdout
     containerd.ctr("containers", "delete", cid, check=True)
 
 
 def test_pause_resume(containerd):
-    cid = "hutch-c-pause"
+    cid = containerd.cid("pause")
     if not Path("/sys/fs/cgroup/freezer").is_dir():
         pytest.skip("no cgroup v1 freezer here")
     start = len(containerd.calls())
@@ -142,32 +143,37 @@ def test_pause_resume(containerd):
 
 
 def test_tty(containerd):
-    """ctr run -t: the shim hands the runtime a console socket; the program sees a tty."""
+    """ctr run -t: the shim hands the runtime a console socket; the program sees a tty.
+    (The shim waits for EOF on `create`'s output: a container process that still holds the
+    create command's stdout while it waits for `start` hangs the shim here.)"""
+    start = len(containerd.calls())
+    script = "tty; test -t 0 && echo STDIN-TTY; " + WAIT_FOR_SIZE + "; exit 3"
     code, screen = run_in_pty(
-        containerd.ctr_argv("run", "--rm", "-t", *containerd.run_args(), IMAGE, "hutch-c-tty",
-                            "sh", "-c", "tty; test -t 0 && echo STDIN-TTY; " + WAIT_FOR_SIZE + "; exit 3"),
-        rows=41, cols=99)
-    assert code == 3, explain(containerd, extra=screen)
+        containerd.ctr_argv("run", "--rm", "-t", *containerd.run_args(), IMAGE,
+                            containerd.cid("tty"), "sh", "-c", script),
+        rows=41, cols=99, on_timeout=containerd.recover_from_hang)
+    assert code == 3, explain(containerd, start, extra=screen)
     assert "STDIN-TTY" in screen and "size=41 99" in screen and "/dev/pts/" in screen, screen
-    assert any("--console-socket" in c for c in containerd.calls()), explain(containerd)
+    assert any("--console-socket" in c for c in containerd.calls()[start:]), explain(containerd)
 
 
 def test_exec_with_tty(containerd):
     """ctr task exec -t: the runtime's exec --tty with a console socket from the shim."""
-    cid = "hutch-c-exectty"
+    cid = containerd.cid("exectty")
     _start_detached(containerd, cid, "sh", "-c", LOOP)
+    start = len(containerd.calls())
     code, screen = run_in_pty(
         containerd.ctr_argv("task", "exec", "-t", "--exec-id", "et", cid, "sh", "-c",
                             "tty; test -t 0 && echo STDIN-TTY; " + WAIT_FOR_SIZE + "; exit 2"),
-        rows=29, cols=83)
-    assert code == 2, explain(containerd, extra=screen)
+        rows=29, cols=83, on_timeout=containerd.recover_from_hang)
+    assert code == 2, explain(containerd, start, extra=screen)
     assert "STDIN-TTY" in screen and "size=29 83" in screen and "/dev/pts/" in screen, screen
 
 
 def test_runtime_state_during_run(containerd):
     """The runtime's own view of a container the shim created (state --format is what the
     shim and `ctr` rely on): status running, the same pid, the shim's bundle."""
-    cid = "hutch-c-state"
+    cid = containerd.cid("state")
     pid = _start_detached(containerd, cid, "sh", "-c", LOOP)
     r = run([containerd.runtime, "--root", containerd.runc_root / CTR_NAMESPACE, "state", cid])
     assert r.returncode == 0, explain(containerd, extra=r.stderr)

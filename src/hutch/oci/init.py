@@ -169,11 +169,13 @@ def stage2(launch, chan: Channel) -> None:
         exe = find_executable(process["args"][0], env)
         from hutch.security.process import prepare_process
         plan = prepare_process(process, spec.get("linux") or {})
-        wait_for_start(launch, chan)
-        run_container_hooks(spec, "startContainer", launch, os.getpid())
         if console is not None:
+            # Now, not after start: the caller's stdio (an engine's pipe) must not stay
+            # open in a process that may wait a long time for `start`.
             from hutch.oci.console import make_controlling
             make_controlling(console)
+        wait_for_start(launch, chan)
+        run_container_hooks(spec, "startContainer", launch, os.getpid())
         if launch.use_init:
             become_init(launch, chan, exe, env, plan)
         finalize_and_exec(launch, exe, env, plan)
