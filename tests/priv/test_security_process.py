@@ -260,3 +260,7 @@ def test_bad_config_changes_nothing():
             return [err.where, os.getuid(), status_fields()["NoNewPrivs"]]
         return None
     assert in_child(child) == ["process.capabilities.effective", 0, "0"]
+
+
+def test_runtime_permitted_mask_is_what_the_kernel_reports():
+    assert capmod.runtime_permitted_mask() == capmod.read_status_caps().permitted

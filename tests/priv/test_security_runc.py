@@ -71,7 +71,7 @@ def run_runc(runc_bin: str, bundle_dir, state_root) -> str:
     return proc.stdout
 
 
-def run_hutch(config: dict, rootfs, workdir) -> str:
+def run_hutch(config: dict, workdir) -> str:
     def setup():
         os.umask(0o077)
         os.chdir(workdir)
@@ -92,6 +92,6 @@ def test_same_result_as_runc(case, bundle, rootfs, runc_bin, tmp_path, open_dir)
     config = json.loads((bundle_dir / "config.json").read_text())
 
     theirs = parse(run_runc(runc_bin, bundle_dir, tmp_path / "runc-root"))
-    ours = parse(run_hutch(config, rootfs, open_dir))
+    ours = parse(run_hutch(config, open_dir))
     assert set(theirs) == set(FIELDS), theirs
     assert ours == theirs

@@ -42,11 +42,12 @@ def _report_and_exit(chan: Channel, exc: BaseException) -> None:
     try:
         chan.send("error", err.encode())
     except OSError:
-        pass
-    try:
-        os.write(2, f"hutch: {(err.where + ': ') if err.where else ''}{err.message}\n".encode())
-    except OSError:
-        pass
+        # Nobody listens any more (a created container whose `create` has returned):
+        # the container's stderr is the only place left to say it.
+        try:
+            os.write(2, f"hutch: {(err.where + ': ') if err.where else ''}{err.message}\n".encode())
+        except OSError:
+            pass
     os._exit(err.exit_code or 1)
 
 

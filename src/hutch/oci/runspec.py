@@ -162,7 +162,7 @@ def _key_value(text: str, where: str) -> tuple[str, str]:
 
 
 def _process(o: RunOptions) -> dict:
-    from hutch.security.caps import CAPABILITIES, DEFAULT_CAPS, normalize
+    from hutch.security.caps import CAPABILITIES, DEFAULT_CAPS, normalize, runtime_permitted_mask, to_names
     env = [DEFAULT_ENV_PATH] + (["TERM=xterm"] if o.tty else [])
     for item in o.env:
         if "=" not in item:
@@ -172,7 +172,8 @@ def _process(o: RunOptions) -> dict:
         key = item.split("=", 1)[0]
         env = [e for e in env if e.split("=", 1)[0] != key] + [item]
     if o.privileged:
-        caps = list(CAPABILITIES)
+        # Every capability hutch itself holds (root may lack some, e.g. CAP_SYS_RESOURCE in a VM).
+        caps = to_names(runtime_permitted_mask())
     else:
         drop = {normalize(c) for c in o.cap_drop}
         caps = [] if "CAP_ALL" in drop else [c for c in DEFAULT_CAPS if c not in drop]

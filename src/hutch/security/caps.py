@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from hutch.record import dataclass
 
 from hutch.errors import ConfigError
 
@@ -151,3 +151,14 @@ def read_status_caps(pid: int | str = "self") -> CapSets:
                 values[key] = int(value.strip(), 16)
     return CapSets(values["CapBnd"], values["CapEff"], values["CapPrm"], values["CapInh"],
                    values["CapAmb"])
+
+
+def runtime_permitted_mask() -> int:
+    """The capabilities this process can hand to a container: its own permitted set.
+
+    What `--privileged` should ask for: on a host whose root lacks a capability
+    (CAP_SYS_RESOURCE on some VMs) asking for every capability the kernel knows makes
+    capset fail, in runc as in hutch."""
+    from hutch import sys as hsys
+
+    return hsys.capget()[1]

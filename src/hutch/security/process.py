@@ -33,7 +33,7 @@ forks), so a bad config fails before anything changes.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from hutch.record import dataclass, field
 
 from hutch.errors import ConfigError, HutchError
 from hutch.security import caps as capmod

@@ -33,7 +33,7 @@ from __future__ import annotations
 import errno
 import os
 import struct
-from dataclasses import dataclass, field
+from hutch.record import dataclass, field
 
 from hutch.errors import ConfigError
 # Imported here, not lazily: the compiler runs in the container's init after
