@@ -96,7 +96,9 @@ class Container:
         self.signal(_signal.SIGKILL)
 
     def state(self) -> dict:
-        """The OCI state (id, status, pid, bundle, ...)."""
+        """The OCI state (id, status, pid, bundle, ...); status "new" before start()."""
+        if self.pid is None:
+            return {"id": self.id, "status": "new", "pid": 0}
         if self.returncode is not None:
             return {"id": self.id, "status": "stopped", "pid": 0, "exit_status": self.returncode}
         return lifecycle.get_state(self.root, self.id)

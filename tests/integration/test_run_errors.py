@@ -10,7 +10,7 @@ import uuid
 import pytest
 
 from helpers import leaks
-from helpers.run import hutch_executable, hutch_run, one_hutch_line
+from helpers.run import all_pids, cmdline, hutch_executable, hutch_run, one_hutch_line
 
 pytestmark = pytest.mark.priv
 
@@ -51,35 +51,71 @@ def my_children() -> set[int]:
     return out
 
 
+def processes_using(path: str) -> list[str]:
+    """Processes whose command line names path: a hutch left running for this test's
+    rootfs or volume (its argv carries them)."""
+    found = []
+    for pid in all_pids():
+        argv = cmdline(pid) or []
+        if any(path in arg for arg in argv):
+            found.append(f"{pid} {' '.join(argv)[:100]}")
+    return found
+
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def set_child_subreaper(on: bool) -> None:
+    """While on, orphans of hutch (a container it failed to clean up) become our children."""
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0)
+
+
+def reap(pids) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
 @pytest.fixture
 def nothing_left_behind(tmp_path):
     """Snapshot the host before the call; after it, assert nothing new remains.
 
     Other suites may run concurrently on this machine, so only what can be ours counts:
-    mounts and processes naming this test's tmp_path (its rootfs lives there) or hutch's
-    state root, cgroups and state entries of `hutch run` containers (ids `run-...`), and
-    children of this test process."""
+    mounts naming this test's tmp_path (its rootfs lives there) or hutch's state root,
+    processes naming it, cgroups and state entries of `hutch run` containers (ids
+    `run-...`), and our children: this test process is made a child subreaper, so any
+    container process hutch leaves orphaned is reparented to it."""
     mine = str(tmp_path)
     before = snapshot()
     state_before = state_entries()
     children_before = my_children()
-    yield
-    found = leaks.new_since(before, snapshot())
-    ours = {
-        "mounts": [m for m in found.get("mounts", []) if mine in m or STATE_ROOT in m],
-        "processes": [p for p in found.get("processes", []) if mine in p or " run " in p],
-        "cgroups": [c for c in found.get("cgroups", []) if "/run-" in c],
-        "state": sorted(e for e in state_entries() - state_before if e.lstrip(".").startswith("run-")),
-        "children": sorted(my_children() - children_before),
-    }
-    assert not any(ours.values()), f"left behind: { {k: v for k, v in ours.items() if v} }"
+    set_child_subreaper(True)
+    try:
+        yield
+        found = leaks.new_since(before, snapshot())
+        leftover_children = sorted(my_children() - children_before)
+        ours = {
+            "mounts": [m for m in found.get("mounts", []) if mine in m or STATE_ROOT in m],
+            "processes": processes_using(mine),
+            "cgroups": [c for c in found.get("cgroups", []) if "/run-" in c],
+            "state": sorted(e for e in state_entries() - state_before if e.lstrip(".").startswith("run-")),
+            "children": [f"{pid} {' '.join(cmdline(pid) or [])}" for pid in leftover_children],
+        }
+        reap(leftover_children)
+        assert not any(ours.values()), f"left behind: { {k: v for k, v in ours.items() if v} }"
+    finally:
+        set_child_subreaper(False)
 
 
 def assert_hutch_error(result, expected_status: int, *words: str) -> str:
     assert result.returncode == expected_status, (result.returncode, result.stderr)
     line = one_hutch_line(result.stderr)
     for word in words:
-        assert word in line, f"{word!r} not named in {line!r}"
+        assert word.lower() in line.lower(), f"{word!r} not named in {line!r}"
     return line
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
-from hutch.record import dataclass
+from hutch.record import dataclass, field
 
 # command -> module implementing it (imported lazily)
 COMMANDS = {
@@ -48,9 +48,17 @@ _VALUE_GLOBALS = {"--root": "root", "--log": "log", "--log-format": "log_format"
                   "--criu": None, "--rootless": None}
 
 
+def default_root() -> str:
+    """/run/hutch for root (runc: /run/runc); a per-user directory otherwise."""
+    if os.geteuid() == 0:
+        return "/run/hutch"
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    return os.path.join(runtime_dir, "hutch") if runtime_dir else f"/tmp/hutch-{os.geteuid()}"
+
+
 @dataclass
 class GlobalOptions:
-    root: str = "/run/hutch"
+    root: str = field(default_factory=default_root)
     log: str | None = None
     log_format: str = "text"
     debug: bool = False

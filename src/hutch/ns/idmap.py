@@ -6,6 +6,8 @@ unshared its user namespace (a process cannot usefully map itself as root).
 
 from __future__ import annotations
 
+import os
+
 from hutch.record import dataclass
 
 from hutch.errors import ConfigError
@@ -83,6 +85,13 @@ def default_mapping() -> IdMapping:
 def write_maps(pid: int, uid_maps: list[IdMapping], gid_maps: list[IdMapping]) -> None:
     """Write the maps of pid's user namespace (gid_map needs no setgroups change as root)."""
     from hutch.errors import SysCallError
+    if os.geteuid() != 0 and gid_maps:
+        # Unprivileged writers must give up setgroups(2) in the namespace first.
+        try:
+            with open(f"/proc/{pid}/setgroups", "w") as f:
+                f.write("deny")
+        except OSError as exc:
+            raise SysCallError("write setgroups", exc.errno or 0, "deny") from None
     for name, maps in (("uid_map", uid_maps), ("gid_map", gid_maps)):
         if not maps:
             continue

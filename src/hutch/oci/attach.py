@@ -107,9 +107,23 @@ def run_container(options, root: str) -> int:
                           where="--rootfs")
     container_id = options.container_id()
     spec = build_spec(options, container_id)
+    collect_stale_runs(root)
     if not options.interactive and not options.tty:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
     return run_attached(root, container_id, os.getcwd(), spec=spec, use_init=options.init,
                         cgroup=bool(options.resources), interactive=options.interactive)
+
+
+def collect_stale_runs(root: str) -> None:
+    """Delete what earlier `hutch run`s could not (they were SIGKILLed): their process is
+    gone, their state and cgroups are not."""
+    from hutch.errors import HutchError
+    from hutch.oci import state as st
+    for state in st.list_states(root):
+        if state.annotations.get("org.hutch.run") == "true" and state.live_status() == "stopped":
+            try:
+                container.delete(root, state.id, force=True)
+            except HutchError:
+                pass

@@ -32,6 +32,14 @@ def load_bundle_config(bundle: str) -> dict:
     return validate_config(load_config(bundle), bundle)
 
 
+def check_before_create(spec: dict, bundle: str) -> None:
+    """Every check that needs no side effect, so bad input fails before anything exists."""
+    from hutch.fs.rootfs import validate_fs
+    from hutch.security.process import validate as validate_process
+    validate_fs(spec, bundle)
+    validate_process(spec.get("process"), spec.get("linux"))
+
+
 def rootfs_path(spec: dict, bundle: str) -> str:
     path = spec["root"]["path"]
     if path.startswith("hutch:"):
@@ -92,6 +100,7 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
     bundle = os.path.abspath(bundle)
     st.validate_id(container_id)
     spec = spec if spec is not None else load_bundle_config(bundle)
+    check_before_create(spec, bundle)
     manager, resources = (_cgroup_manager(spec, container_id, systemd_cgroup) if cgroup else (None, None))
     with st.locked(root, container_id, create=True) as directory:
         try:

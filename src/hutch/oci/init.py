@@ -285,6 +285,14 @@ def wait_for_start(launch, chan: Channel) -> None:
     else:
         chan.send("ready")
         chan.expect("start")
+        # Attached runs: stage 1 is gone and we are the caller's child now, so tie our
+        # life to it. A SIGKILLed `hutch run` must not leave its container running.
+        hsys.prctl(hsys.PR_SET_PDEATHSIG, signal.SIGKILL)
+        try:
+            # Only the caller reads this pipe: if it died before PDEATHSIG was set, this fails.
+            chan.send("started")
+        except OSError:
+            os._exit(137)
 
 
 def finalize_and_exec(launch, exe: str, env: dict, plan) -> None:

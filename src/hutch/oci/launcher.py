@@ -122,6 +122,8 @@ class Started:
         """Wait until the program was exec'd (EOF) or the child reports why not."""
         try:
             verb, payload = self.chan.recv()
+            while verb == "started":      # the process tied itself to us; exec comes next
+                verb, payload = self.chan.recv()
         except ChannelClosed:
             return
         finally:
@@ -141,8 +143,11 @@ def spawn(launch: Launch, on_prestart=None) -> Started:
     namespaces when the child has its mounts but has not pivoted yet."""
     # Children enter the container non-dumpable: nothing inside can ptrace them or
     # open their /proc files while they still hold host resources.
+    # (Not when rootless: an unprivileged parent could then not write the child's id maps,
+    # and the container can do nothing to it that its user could not do anyway.)
     was_dumpable = hsys.prctl(hsys.PR_GET_DUMPABLE)
-    hsys.prctl(hsys.PR_SET_DUMPABLE, 0)
+    if os.geteuid() == 0:
+        hsys.prctl(hsys.PR_SET_DUMPABLE, 0)
     # Become the children's reaper so the container process (orphaned when stage 1
     # exits) stays ours to wait for; engines (conmon, shims) do the same above us.
     hsys.prctl(hsys.PR_SET_CHILD_SUBREAPER, 1)

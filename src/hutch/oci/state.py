@@ -20,7 +20,7 @@ import re
 from contextlib import contextmanager
 from hutch.record import asdict, dataclass, field, fields
 
-from hutch.errors import ConfigError, NotFoundError
+from hutch.errors import ConfigError, NotFoundError, StateError
 from hutch.sys import proc
 
 DEFAULT_ROOT = "/run/hutch"
@@ -121,6 +121,10 @@ def locked(root: str, container_id: str, create: bool = False):
     directory = container_dir(root, container_id)
     if create:
         os.makedirs(root, mode=0o711, exist_ok=True)
+        owner = os.stat(root).st_uid
+        if owner != os.geteuid():
+            # e.g. a /tmp/hutch-UID made by someone else to watch or steer our containers
+            raise StateError(f"runtime root {root} belongs to uid {owner}, not to us", where="--root")
     elif not os.path.isdir(directory):
         raise NotFoundError(f"container {container_id} does not exist")
     lock_path = os.path.join(root, f".{container_id}.lock")
