@@ -216,11 +216,9 @@ def test_host_mount_table_unchanged_while_container_runs(bundle, rootfs):
         assert c.stop() == 0
 
 
-def test_container_mounts_do_not_propagate_to_a_shared_host(bundle, rootfs):
-    """A host whose / is rshared (systemd's default) is simulated in a private mount
-    namespace; the container is built in a mount namespace cloned from it, so without
-    hutch's rslave every container mount would appear on that "host"."""
-    b = bundle(["true"])
+def in_outer_namespace(fn):
+    """Run fn() in a forked child with a private mount namespace of its own (a stand-in
+    "host" the test may change), returning what fn returns."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - runs in the child
@@ -228,14 +226,8 @@ def test_container_mounts_do_not_propagate_to_a_shared_host(bundle, rootfs):
         try:
             os.close(r)
             hs.unshare(hs.CLONE_NEWNS)
-            hs.mount(None, "/", None, hs.MS_SHARED | hs.MS_REC)
-            c = Container(load_spec(b), str(b))
-            try:
-                inside = c.start(mountinfo_text)
-                leaked = [m.mount_point for m in read_mountinfo() if m.mount_point.startswith(str(rootfs))]
-            finally:
-                c.stop()
-            _send(w, {"inside": inside, "leaked": leaked})
+            hs.mount(None, "/", None, hs.MS_PRIVATE | hs.MS_REC)
+            _send(w, {"ok": fn()})
             code = 0
         except BaseException as exc:
             _send(w, _error(exc))
@@ -245,8 +237,48 @@ def test_container_mounts_do_not_propagate_to_a_shared_host(bundle, rootfs):
     res = _recv(r)
     os.close(r)
     os.waitpid(pid, 0)
+    return ok(res)
+
+
+def test_container_mounts_do_not_propagate_to_a_shared_host(bundle, rootfs):
+    """A host whose / is rshared (systemd's default) is simulated in a private mount
+    namespace; the container is built in a mount namespace cloned from it, so without
+    hutch's rslave and private parent every container mount would appear on that "host"."""
+    b = bundle(["true"])
+
+    def outer():
+        hs.mount(None, "/", None, hs.MS_SHARED | hs.MS_REC)
+        c = Container(load_spec(b), str(b))
+        try:
+            inside = c.start(mountinfo_text)
+            leaked = [m.mount_point for m in read_mountinfo() if m.mount_point.startswith(str(rootfs))]
+        finally:
+            c.stop()
+        return {"inside": inside, "leaked": leaked}
+    res = in_outer_namespace(outer)
     assert "/dev/shm" in mounts_by_point(ok(res["inside"]))
     assert res["leaked"] == []
+
+
+def test_user_namespace_keeps_locked_flags_of_a_bind_source(bundle, tmp_path, rootfs):
+    """A nosuid,nodev mount made by the (simulated) host is locked for a user namespace:
+    remounting the bind read-only must keep those flags, or the kernel says EPERM."""
+    os.chmod(rootfs.parent, 0o755)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    os.chmod(tmp_path, 0o755)
+    b = bundle(["true"])
+    spec = load_spec(b)
+    spec["linux"]["namespaces"].append({"type": "user"})
+    spec["mounts"].append({"destination": "/data", "type": "bind", "source": str(locked),
+                           "options": ["rbind", "ro"]})
+
+    def outer():
+        hs.mount("tmpfs", str(locked), "tmpfs", hs.MS_NOSUID | hs.MS_NODEV | hs.MS_NOEXEC, "mode=755")
+        return Container(spec, str(b), userns=True).run(
+            lambda: [mounts_by_point(mountinfo_text())["/data"].options, try_write("/data/x")])
+    res = ok(in_outer_namespace(outer))
+    assert {"ro", "nosuid", "nodev", "noexec"} <= set(res[0].split(",")) and res[1] == "EROFS"
 
 
 def test_read_only_root_refuses_writes(bundle):
@@ -297,6 +329,20 @@ def test_readonly_paths_refuse_writes(bundle):
     def probe():
         return [try_write("/proc/sys/kernel/hostname"), try_write("/proc/sys/vm/drop_caches")]
     assert ok(run_in(bundle(["true"]), probe)) == ["EROFS", "EROFS"]
+
+
+def test_readonly_and_masked_paths_on_files_and_missing_paths(bundle, rootfs):
+    (rootfs / "etc/secret").mkdir()
+    (rootfs / "etc/secret/key").write_text("k")
+    b = bundle(["true"], root={"readonly": False}, linux={
+        "readonlyPaths": ["/etc/passwd", "/does/not/exist"],
+        "maskedPaths": ["/etc/secret", "/etc/group", "/no/such/path"]})
+
+    def probe():
+        return [try_write("/etc/passwd"), try_write("/etc/hostname"), os.listdir("/etc/secret"),
+                open("/etc/group").read(), try_write("/etc/secret/x")]
+    assert ok(run_in(b, probe)) == ["EROFS", "ok", [], "", "EROFS"]
+    assert (rootfs / "etc/secret/key").read_text() == "k"
 
 
 # --- spec mounts ----------------------------------------------------------------------
@@ -627,6 +673,19 @@ def test_cgroup_mount_without_cgroup_namespace_binds_our_own_cgroup(bundle):
         own[ctrls] = path
     memory = res["/sys/fs/cgroup/memory"]
     assert memory.fstype == "cgroup" and memory.root == own["memory"] and per_mount_ro(memory)
+
+
+def test_cgroup_mount_on_a_v2_host(bundle):
+    """On a unified host, type "cgroup" is a cgroup2 mount (the host check is forced to
+    say v2; cgroup2 itself is real here: the hybrid host has it at /sys/fs/cgroup/unified)."""
+    from hutch.sys import mountapi
+
+    def pre():
+        mountapi.statfs_type = lambda path: mountapi.CGROUP2_SUPER_MAGIC
+    res = mounts_by_point(ok(run_in(bundle(["true"]), mountinfo_text, pre=pre)))
+    cg = res["/sys/fs/cgroup"]
+    assert cg.fstype == "cgroup2" and per_mount_ro(cg) and cg.root == "/"
+    assert not any(p.startswith("/sys/fs/cgroup/") for p in res)
 
 
 def test_rootfs_propagation_private(bundle):

@@ -9,7 +9,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src" / "hutch"
 
 # layer number of each package; a module may import its own package and lower layers.
-LAYERS = {"errors": 0, "record": 0, "sys": 1, "ns": 2, "fs": 2, "security": 2, "cgroups": 2,
+LAYERS = {"errors": 0, "record": 0, "fastjson": 1, "sys": 1, "ns": 2, "fs": 2, "security": 2, "cgroups": 2,
           "oci": 3, "net": 3, "trace": 3, "checkpoint": 3, "image": 3,
           "tools": 4, "api": 4, "cli": 5, "__init__": 5}
 
@@ -57,6 +57,6 @@ def test_start_path_imports_nothing_heavy():
             "hutch.oci.launcher, hutch.oci.init, hutch.oci.validate; print(' '.join(sorted(sys.modules)))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 check=True).stdout.split())
-    heavy = {"argparse", "threading", "asyncio", "pyroute2", "subprocess", "hutch.tools", "hutch.net",
+    heavy = {"json", "re", "dataclasses", "argparse", "threading", "asyncio", "pyroute2", "subprocess", "hutch.tools", "hutch.net",
              "hutch.cgroups.stats", "socket", "tempfile", "email", "http"}
     assert not (loaded & heavy), loaded & heavy

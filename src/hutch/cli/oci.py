@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from hutch.cli.flags import Flag, int_flag, parse
 from hutch.errors import ConfigError
 
@@ -77,6 +75,7 @@ def cmd_run(argv, g) -> int:
 def cmd_state(argv, g) -> int:
     from hutch.oci import container
     _, pos = parse(argv, [], interspersed=True)
+    import json
     print(json.dumps(container.get_state(g.root, _one_id(pos, "state")), indent="  "))
     return 0
 
@@ -84,6 +83,7 @@ def cmd_state(argv, g) -> int:
 def cmd_list(argv, g) -> int:
     from hutch.oci import container
     opts, _ = parse(argv, [Flag("format", ("f",), value=True, default="table"), Flag("quiet", ("q",))])
+    import json
     rows = container.list_containers(g.root)
     if opts["quiet"]:
         for row in rows:
@@ -138,6 +138,7 @@ def cmd_ps(argv, g) -> int:
     state = container.st.load(g.root, pos[0])
     pids = container_pids(state)
     if opts["format"] == "json":
+        import json
         print(json.dumps(pids))
         return 0
     print(ps_table(pids, pos[1:] or ["-ef"]), end="")

@@ -13,9 +13,7 @@ import stat
 
 from hutch import sys as _sys
 from hutch.errors import ConfigError, SysCallError
-from hutch.fs.resolve import (
-    create_file_in_root, fd_path, mkdir_all_in_root, open_in_root,
-)
+from hutch.fs.resolve import create_file_in_root, fd_path, mkdir_all_in_root
 
 # (path, type, major, minor): runc's AllowedDevices that it creates, all 0666 root:root.
 DEFAULT_DEVICES = [
@@ -239,5 +237,4 @@ def reopen_dev_null() -> None:
 
 
 __all__ = ["DEFAULT_DEVICES", "parse_devices", "create_devices", "default_devices",
-           "create_symlinks", "setup_ptmx", "mount_console", "bind_console", "is_dev_null", "reopen_dev_null",
-           "open_in_root"]
+           "create_symlinks", "setup_ptmx", "mount_console", "bind_console", "is_dev_null", "reopen_dev_null"]

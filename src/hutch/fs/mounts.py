@@ -13,13 +13,13 @@ import errno
 import os
 import posixpath
 import stat
-from dataclasses import dataclass
+from hutch.record import dataclass
 
 from hutch import sys as _sys
 from hutch.errors import ConfigError, HutchError, SysCallError
 from hutch.fs.options import MountOptions, parse_options
 from hutch.fs.resolve import (
-    IN_ROOT, clean, create_file_in_root, exists_in_root, fd_path, mkdir_all_in_root, open_in_root, real_path,
+    IN_ROOT, create_file_in_root, exists_in_root, fd_path, mkdir_all_in_root, open_in_root, real_path,
     resolve_in_root,
 )
 from hutch.sys import mountapi

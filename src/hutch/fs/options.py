@@ -8,7 +8,7 @@ unknown word is a configuration error naming the option.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from hutch.record import dataclass, field
 
 from hutch.errors import ConfigError
 from hutch.sys.constants import (

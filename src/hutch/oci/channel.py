@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 
+from hutch import fastjson
+from hutch.errors import HutchError
+
 
 class ChannelClosed(Exception):
     """The other side went away without saying anything more."""
@@ -84,14 +87,13 @@ class ChildError(Exception):
         self.where = where
 
     def encode(self) -> str:
-        import json
-        return json.dumps({"m": self.message, "c": self.exit_code, "w": self.where})
+        # fastjson, not json: this runs in the container, where no new module can be imported.
+        return fastjson.dumps({"m": self.message, "c": self.exit_code, "w": self.where})
 
     @classmethod
     def decode(cls, payload: str) -> "ChildError":
-        import json
         try:
-            data = json.loads(payload)
+            data = fastjson.loads(payload)
             return cls(data["m"], data.get("c"), data.get("w"))
-        except (ValueError, KeyError, TypeError):
+        except (HutchError, KeyError, TypeError):
             return cls(payload)

@@ -36,10 +36,9 @@ def get_size(fd: int) -> tuple[int, int] | None:
 
 
 def bind_console(slave_name: str) -> None:
-    """Bind the pty slave onto /dev/console (creating the mount point file)."""
-    if not os.path.exists("/dev/console"):
-        os.close(os.open("/dev/console", os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-    hsys.mount(slave_name, "/dev/console", None, hsys.MS_BIND)
+    """Bind the pty slave onto /dev/console, refusing a planted symlink (CVE-2025-52565)."""
+    from hutch.fs.devices import bind_console as bind_checked
+    bind_checked(slave_name)
 
 
 def send_fd(sock_fd: int, fd: int, name: str) -> None:

@@ -7,11 +7,11 @@ State changes happen under the container's lock and are written by rename.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import time
 
+from hutch import fastjson
 from hutch import sys as hsys
 from hutch.errors import ConfigError, HutchError, NotFoundError, StateError
 from hutch.oci import state as st
@@ -34,10 +34,13 @@ def load_bundle_config(bundle: str) -> dict:
 
 def check_before_create(spec: dict, bundle: str) -> None:
     """Every check that needs no side effect, so bad input fails before anything exists."""
-    from hutch.fs.rootfs import validate_fs
+    from hutch.fs.rootfs import ensure_host_root_placeholder, validate_fs
     from hutch.security.process import validate as validate_process
     validate_fs(spec, bundle)
     validate_process(spec.get("process"), spec.get("linux"))
+    if spec["root"]["path"] == "hutch:host":
+        # Made here, as the host's root: a user namespace's root could not make it.
+        ensure_host_root_placeholder()
 
 
 def rootfs_path(spec: dict, bundle: str) -> str:
@@ -185,15 +188,15 @@ def write_pid_file(path: str, pid: int) -> None:
 
 def _write_json(path: str, data: dict) -> None:
     with open(path, "w") as f:
-        json.dump(data, f)
+        f.write(fastjson.dumps(data))
 
 
 def load_spec(root: str, state: st.State) -> dict:
     path = os.path.join(st.container_dir(root, state.id), state.config_path or CONFIG_COPY)
     try:
         with open(path) as f:
-            return json.load(f)
-    except (OSError, ValueError):
+            return fastjson.loads(f.read(), where=path)
+    except (OSError, HutchError):
         return {}
 
 

@@ -7,12 +7,12 @@ createContainer/startContainer): this module only runs the programs.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 import time
 
+from hutch import fastjson
 from hutch.errors import HutchError
 
 HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
@@ -23,7 +23,7 @@ def run_hooks(spec: dict, name: str, state: dict) -> None:
     hooks = (spec.get("hooks") or {}).get(name) or ()
     if not hooks:
         return
-    payload = json.dumps(state).encode()
+    payload = fastjson.dumps(state).encode()
     for i, hook in enumerate(hooks):
         run_one(hook, payload, where=f"hooks.{name}[{i}]")
 

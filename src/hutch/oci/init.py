@@ -32,23 +32,29 @@ FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTER
 
 
 def _report_and_exit(chan: Channel, exc: BaseException) -> None:
-    """Send the error to the parent (if it listens) and end this process."""
-    if isinstance(exc, HutchError):
-        err = ChildError(exc.message, exc.exit_code, exc.where)
-    elif isinstance(exc, ChildError):
-        err = exc
-    else:
-        err = ChildError(f"{type(exc).__name__}: {exc}")
+    """Send the error to the parent (if it listens) and end this process.
+
+    Never raises: a child that unwound into the caller's code would go on running
+    the runtime's own logic (cleanup, state writes) from inside the container."""
+    code = 1
     try:
-        chan.send("error", err.encode())
-    except OSError:
-        # Nobody listens any more (a created container whose `create` has returned):
-        # the container's stderr is the only place left to say it.
+        if isinstance(exc, HutchError):
+            err = ChildError(exc.message, exc.exit_code, exc.where)
+        elif isinstance(exc, ChildError):
+            err = exc
+        else:
+            err = ChildError(f"{type(exc).__name__}: {exc}")
+        code = err.exit_code or 1
         try:
-            os.write(2, f"hutch: {(err.where + ': ') if err.where else ''}{err.message}\n".encode())
+            chan.send("error", err.encode())
         except OSError:
-            pass
-    os._exit(err.exit_code or 1)
+            # Nobody listens any more (a created container whose `create` has returned):
+            # the container's stderr is the only place left to say it.
+            os.write(2, f"hutch: {(err.where + ': ') if err.where else ''}{err.message}\n".encode())
+    except BaseException:  # noqa: BLE001
+        pass
+    finally:
+        os._exit(code)
 
 
 def stage1(launch, chan: Channel) -> None:

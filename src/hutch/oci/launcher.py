@@ -156,8 +156,10 @@ def spawn(launch: Launch, on_prestart=None) -> Started:
     chan = Channel()
     stage1_pid = os.fork()
     if stage1_pid == 0:
-        stage1(launch, chan)
-        os._exit(1)  # not reached
+        try:
+            stage1(launch, chan)
+        finally:
+            os._exit(1)  # not reached: stage 1 ends in exec or _exit; never return into the caller
     if was_dumpable:
         hsys.prctl(hsys.PR_SET_DUMPABLE, was_dumpable)
     chan.as_parent()

@@ -14,18 +14,16 @@ with its start time so a recycled pid is never taken for the container.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
-import re
 from contextlib import contextmanager
 from hutch.record import asdict, dataclass, field, fields
 
-from hutch.errors import ConfigError, NotFoundError, StateError
+from hutch import fastjson
+from hutch.errors import ConfigError, HutchError, NotFoundError, StateError
 from hutch.sys import proc
 
 DEFAULT_ROOT = "/run/hutch"
 OCI_VERSION = "1.2.0"
-_ID_RE = re.compile(r"^[\w+\-.]+$")
 
 
 @dataclass
@@ -69,7 +67,8 @@ class State:
 
 
 def validate_id(container_id: str) -> str:
-    if not container_id or not _ID_RE.fullmatch(container_id) or container_id in (".", ".."):
+    if (not container_id or container_id in (".", "..")
+            or not all(c.isalnum() or c in "_+-." for c in container_id) or not container_id.isascii()):
         raise ConfigError(f"invalid container id {container_id!r}: use letters, digits, _ + - .",
                           where="container id")
     return container_id
@@ -84,7 +83,7 @@ def save(root: str, state: State) -> None:
     path = os.path.join(container_dir(root, state.id), "state.json")
     tmp = f"{path}.{os.getpid()}.tmp"
     with open(tmp, "w") as f:
-        json.dump(asdict(state), f)
+        f.write(fastjson.dumps(asdict(state)))
     os.rename(tmp, path)
 
 
@@ -92,7 +91,7 @@ def load(root: str, container_id: str) -> State:
     path = os.path.join(container_dir(root, container_id), "state.json")
     try:
         with open(path) as f:
-            data = json.load(f)
+            data = fastjson.loads(f.read(), where=path)
     except FileNotFoundError:
         raise NotFoundError(f"container {container_id} does not exist") from None
     known = {f.name for f in fields(State)}
@@ -110,7 +109,7 @@ def list_states(root: str = DEFAULT_ROOT) -> list[State]:
             continue  # lock files and anything else that is not a container directory
         try:
             out.append(load(root, name))
-        except (NotFoundError, ConfigError, OSError, ValueError, TypeError):
+        except (HutchError, OSError, ValueError, TypeError):
             continue
     return out
 

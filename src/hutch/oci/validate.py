@@ -19,7 +19,7 @@ cases are listed in tests/unit/test_validate_cases.py with ``runc_accepts``.
 
 from __future__ import annotations
 
-import json
+from hutch import fastjson
 import os
 
 from hutch.errors import EXIT_OCI_ERROR, ConfigError
@@ -104,19 +104,12 @@ def load_config(bundle_dir: str) -> dict:
     except UnicodeDecodeError as err:
         _fail(path, f"not valid UTF-8 at byte {err.start}")
     try:
-        config = json.loads(text, parse_constant=_reject_constant)
-    except json.JSONDecodeError as err:
-        _fail(path, f"invalid JSON at line {err.lineno}, column {err.colno}: {err.msg}")
-    except ValueError as err:     # NaN/Infinity, refused by _reject_constant
-        _fail(path, f"invalid JSON: {err}")
+        config = fastjson.loads(text, where=path)   # NaN/Infinity refused, as runc does
+    except ConfigError as err:
+        _fail(path, err.message)
     if not isinstance(config, dict):
         _fail(path, f"must hold a JSON object, not {_kind(config)}")
     return config
-
-
-def _reject_constant(name: str):
-    # Python's json accepts NaN and Infinity; JSON (and runc) do not.
-    raise ValueError(f"{name} is not a JSON value")
 
 
 def rootfs_path(config: dict, bundle_dir: str) -> str:
@@ -172,7 +165,7 @@ def _at(where: str, key: str) -> str:
     """JSON path of `key` inside `where`: dotted for names, ["..."] for anything else."""
     if key.isidentifier():
         return f"{where}.{key}" if where else key
-    return f"{where}[{json.dumps(key)}]"
+    return f"{where}[{fastjson.dumps(key)}]"
 
 
 def _obj(value, where: str) -> dict:

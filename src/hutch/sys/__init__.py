@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
+
 
 from hutch.errors import SysCallError
 from hutch.sys.constants import *  # noqa: F401,F403  (re-exported for callers)
@@ -27,7 +27,7 @@ _SYSCALL_NUMBERS = {
                 "openat2": 437, "pidfd_open": 434, "pidfd_send_signal": 424, "seccomp": 277,
                 "landlock_create_ruleset": 444, "ioprio_set": 30},
 }
-_NR = _SYSCALL_NUMBERS.get(platform.machine(), _SYSCALL_NUMBERS["x86_64"])
+_NR = _SYSCALL_NUMBERS.get(os.uname().machine, _SYSCALL_NUMBERS["x86_64"])
 
 
 def _fs(value: str | bytes | None) -> bytes | None:

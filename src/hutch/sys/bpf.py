@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
+
 import struct
 
 from hutch.errors import SysCallError
 from hutch import sys as _sys
 
-_NR_BPF = {"x86_64": 321, "aarch64": 280}.get(platform.machine(), 321)
+_NR_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
 _ATTR_SIZE = 128
 
 BPF_PROG_LOAD = 5
