@@ -4,7 +4,7 @@ hierarchy on hybrid hosts, which the container joins too, as runc does)."""
 from __future__ import annotations
 
 import os
-import signal
+import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the start path)
 import time
 
 from hutch.cgroups import common, devices, paths, stats as stats_mod

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import select
-import signal
+import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the start path)
 import time
 
 from hutch.cgroups import common, convert, devices, paths, stats as stats_mod

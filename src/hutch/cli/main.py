@@ -116,10 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     if module_name is None:
         print(f"hutch: unknown command {command!r} (see hutch --help)", file=sys.stderr)
         return 1
-    import importlib
     from hutch.errors import HutchError
     try:
-        module = importlib.import_module(module_name)
+        module = __import__(module_name, fromlist=["main"])
         return module.main(command, rest[1:], g)
     except HutchError as err:
         report_error(err, g)

@@ -4,7 +4,7 @@ the foreground `run` (create, release, wait, delete)."""
 from __future__ import annotations
 
 import os
-import signal
+import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the start path)
 
 from hutch.oci import container
 from hutch.oci.launcher import reap_other_children, wait_status

@@ -9,7 +9,7 @@ container process's pid once it is ready (waiting for `start`, or exec'd).
 from __future__ import annotations
 
 import os
-import signal
+import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the start path)
 from hutch.record import dataclass, field
 
 from hutch import sys as hsys

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-from contextlib import contextmanager
 from hutch.record import asdict, dataclass, field, fields
 
 from hutch import fastjson
@@ -114,9 +113,23 @@ def list_states(root: str = DEFAULT_ROOT) -> list[State]:
     return out
 
 
-@contextmanager
-def locked(root: str, container_id: str, create: bool = False):
-    """Hold an exclusive flock on the container directory's lock file."""
+class locked:
+    """`with locked(root, id) as directory:` holds an exclusive flock on the container's
+    lock file.  (A class, not @contextmanager: contextlib costs 3 ms on the start path.)"""
+
+    def __init__(self, root: str, container_id: str, create: bool = False):
+        self.args = (root, container_id, create)
+        self.fd = -1
+
+    def __enter__(self) -> str:
+        directory, self.fd = _lock(*self.args)
+        return directory
+
+    def __exit__(self, *exc) -> None:
+        os.close(self.fd)
+
+
+def _lock(root: str, container_id: str, create: bool) -> tuple[str, int]:
     directory = container_dir(root, container_id)
     if create:
         os.makedirs(root, mode=0o711, exist_ok=True)
@@ -130,6 +143,7 @@ def locked(root: str, container_id: str, create: bool = False):
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        yield directory
-    finally:
+    except BaseException:
         os.close(fd)
+        raise
+    return directory, fd
