@@ -12,11 +12,17 @@ Fixtures (import them into a test module: ``from helpers.oci import oci, ref_oci
   at teardown every container left in that root is force-deleted.
 - ``ref_oci``: the same for runc when the runtime under test is not runc (``None`` when it
   is runc or runc is missing), for differential tests.
+
+A fixture's teardown also fails the test when any command printed a Python traceback.
+``HUTCH_OCI_TIMEOUT`` (seconds, default 20) bounds every command, so a hanging runtime
+fails a test instead of stalling the suite.
+
+Run the suite against runc to prove it checks real behaviour:
+``HUTCH_TEST_RUNTIME=/usr/sbin/runc .venv/bin/pytest tests/integration/test_oci_*.py``.
 """
 
 from __future__ import annotations
 
-import array
 import json
 import os
 import shutil
@@ -28,7 +34,10 @@ import time
 import uuid
 from pathlib import Path
 
-import pytest
+try:  # the driver is also used by bench/oci, which may run without pytest
+    import pytest
+except ImportError:  # pragma: no cover
+    pytest = None
 
 DEFAULT_TIMEOUT = float(os.environ.get("HUTCH_OCI_TIMEOUT", "20"))  # per command, seconds
 
@@ -50,6 +59,7 @@ class Runtime:
         self.path = str(path)
         self.root = str(root)
         self.global_args = tuple(global_args)
+        self.tracebacks: list[str] = []   # commands whose stderr held a Python traceback
 
     @property
     def name(self) -> str:
@@ -81,7 +91,10 @@ class Runtime:
                 proc.kill()
                 proc.wait()
                 raise
-            return subprocess.CompletedProcess(argv, proc.returncode, _read(out), _read(err))
+            res = subprocess.CompletedProcess(argv, proc.returncode, _read(out), _read(err))
+        if "Traceback (most recent call last)" in res.stderr:
+            self.tracebacks.append(f"{' '.join(argv[3:])}:\n{res.stderr}")
+        return res
 
     def popen(self, *args, **kw) -> subprocess.Popen:
         """Start a command without waiting (for races and foreground runs)."""
@@ -175,12 +188,12 @@ class Runtime:
             if not ok or (pid and _alive(pid)):
                 stubborn.append(cid)
                 if pid:
-                    _kill_pid(pid)
+                    kill_pid(pid)
                 try:
                     self.delete(cid, force=True, timeout=10)
                 except subprocess.TimeoutExpired:
                     pass
-                _remove_cgroups_named(cid)
+                remove_cgroups_named(cid)
         return stubborn
 
 
@@ -194,7 +207,7 @@ def _pid_of(rt: Runtime, cid: str) -> int | None:
         return None
 
 
-def _remove_cgroups_named(cid: str) -> None:
+def remove_cgroups_named(cid: str) -> None:
     """Last resort when the runtime could not delete: kill what is left in cgroups named
     after this (unique) container id and remove them, deepest first."""
     root = Path("/sys/fs/cgroup")
@@ -203,7 +216,7 @@ def _remove_cgroups_named(cid: str) -> None:
     for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
         try:
             for pid in (d / "cgroup.procs").read_text().split():
-                _kill_pid(int(pid))
+                kill_pid(int(pid))
         except OSError:
             pass
     time.sleep(0.1)
@@ -222,7 +235,10 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _kill_pid(pid: int) -> None:
+def kill_pid(pid: int) -> None:
+    """SIGKILL one process (never a group, never pid <= 1)."""
+    if not isinstance(pid, int) or pid <= 1:
+        return
     try:
         os.kill(pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -313,16 +329,17 @@ def _runtime_fixture(path: str, tmp_path_factory):
     finally:
         rt.force_cleanup()
         shutil.rmtree(root, ignore_errors=True)
+    # Bad input must give one line, never a traceback: checked for every command run.
+    if rt.tracebacks and pytest is not None:
+        pytest.fail(f"{rt.name} printed a traceback:\n" + "\n".join(rt.tracebacks), pytrace=False)
 
 
-@pytest.fixture
-def oci(runtime, tmp_path_factory):
+def _oci(runtime, tmp_path_factory):
     """The runtime under test with a private --root; containers force-deleted at teardown."""
     yield from _runtime_fixture(runtime, tmp_path_factory)
 
 
-@pytest.fixture
-def ref_oci(runtime, tmp_path_factory):
+def _ref_oci(runtime, tmp_path_factory):
     """runc as the reference for differential tests, or None when the runtime under test
     already is runc (or runc is missing)."""
     runc = shutil.which("runc")
@@ -335,3 +352,52 @@ def ref_oci(runtime, tmp_path_factory):
 def runtimes(oci: Runtime, ref_oci: Runtime | None) -> list[Runtime]:
     """The runtime under test first, then runc when it is a different binary."""
     return [oci] + ([ref_oci] if ref_oci is not None else [])
+
+
+if pytest is not None:
+    oci = pytest.fixture(_oci, name="oci")
+    ref_oci = pytest.fixture(_ref_oci, name="ref_oci")
+
+
+# -- mount namespace inspection --------------------------------------------------------------
+def count_mounts_in_namespace(pid: int) -> int | None:
+    """Every mount in pid's mount namespace, also those hidden beneath its root (the
+    listmount(2) syscall with NS_GET_MNTNS_ID, Linux >= 6.10); None when unsupported.
+    /proc/PID/mountinfo only shows mounts reachable from the process root, so comparing
+    the two tells whether the old root was detached (pivot_root) or is still there."""
+    import ctypes
+    import errno
+    import fcntl
+    import struct
+    ns_get_mntns_id = 0x8008B705          # _IOR(0xb7, 5, __u64)
+    sys_listmount, lsmt_root = 458, 0xFFFFFFFFFFFFFFFF
+    fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        buf = bytearray(8)
+        fcntl.ioctl(fd, ns_get_mntns_id, buf)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+    ns_id = struct.unpack("Q", buf)[0]
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    total, last = 0, 0
+    while True:
+        req = struct.pack("IIQQQ", 32, 0, lsmt_root, last, ns_id)  # struct mnt_id_req, VER1
+        out = (ctypes.c_uint64 * 256)()
+        n = libc.syscall(ctypes.c_long(sys_listmount), ctypes.c_char_p(req), out,
+                         ctypes.c_size_t(256), ctypes.c_uint(0))
+        if n < 0:
+            if ctypes.get_errno() in (errno.ENOSYS, errno.EINVAL):
+                return None
+            raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+        total += n
+        if n < 256:
+            return total
+        last = out[n - 1]
+
+
+def count_visible_mounts(pid: int) -> int:
+    with open(f"/proc/{pid}/mountinfo") as f:
+        return sum(1 for _ in f)

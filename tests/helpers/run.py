@@ -28,9 +28,6 @@ CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
 CAP_CHOWN = 0
 
-NAMESPACES = ("mnt", "uts", "ipc", "pid", "net", "cgroup", "user", "time")
-
-
 def mask(bits) -> int:
     out = 0
     for bit in bits:
@@ -44,7 +41,10 @@ DOCKER_DEFAULT_MASK = mask(DOCKER_DEFAULT_CAPS.values())
 def hutch_executable() -> str:
     """The hutch console script next to the running interpreter (the project's venv), or
     HUTCH_TEST_HUTCH: e.g. a shim that runs the command with no isolation, to check that
-    the tests fail without the features they claim to test."""
+    the tests fail without the features they claim to test.  Such a shim runs the test
+    commands on the host itself; the tests are written to stay harmless then (hostname
+    written back unchanged, addresses only added after checking the netns, host files
+    they might create removed), but run that check on a scratch machine."""
     if os.environ.get("HUTCH_TEST_HUTCH"):
         return os.environ["HUTCH_TEST_HUTCH"]
     exe = Path(sys.executable).parent / "hutch"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.oci import Runtime, oci, ref_oci, new_id, process_alive, stderr_lines  # noqa: F401
+from helpers.oci import Runtime, oci, ref_oci, new_id  # noqa: F401
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

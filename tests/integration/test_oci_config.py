@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.oci import oci, ref_oci, new_id, runtimes, process_alive  # noqa: F401
+from helpers.oci import oci, ref_oci, new_id, runtimes, remove_cgroups_named  # noqa: F401
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -31,12 +31,13 @@ def mask(*names: str) -> int:
     return m
 
 
-def observe(oci, ref_oci, bundle_dir, normalize=lambda s: s, rc: int = 0) -> str:
-    """Run the bundle with the runtime under test (and runc when it differs); the outputs,
-    normalised, must agree.  Returns the runtime under test's normalised output."""
+def observe(oci, ref_oci, bundle_dir, normalize=lambda s: s, rc: int = 0, ref_bundle=None) -> str:
+    """Run the bundle with the runtime under test (and runc when it differs, with
+    ``ref_bundle`` when given); the outputs, normalised, must agree.  Returns the runtime
+    under test's normalised output."""
     outs = []
     for rt in runtimes(oci, ref_oci):
-        res = rt.run(new_id(), bundle_dir)
+        res = rt.run(new_id(), ref_bundle if (rt is ref_oci and ref_bundle) else bundle_dir)
         assert res.returncode == rc, f"{rt.name} run: rc={res.returncode} stderr={res.stderr!r}"
         outs.append((rt.name, normalize(res.stdout)))
     if len(outs) == 2 and outs[0][1] != outs[1][1]:
@@ -394,6 +395,13 @@ def test_time_namespace_offsets(oci, bundle):
 def test_cgroups_path(oci, bundle):
     cid = new_id()
     cg = f"/hutch-test-cg-{uuid.uuid4().hex[:8]}"
+    try:
+        _check_cgroups_path(oci, bundle, cid, cg)
+    finally:
+        remove_cgroups_named(cg.lstrip("/"))  # only acts when the runtime left it behind
+
+
+def _check_cgroups_path(oci, bundle, cid: str, cg: str) -> None:
     res = oci.create(cid, bundle(["sleep", "1000"], linux={"cgroupsPath": cg}))
     assert res.returncode == 0, res.stderr
     pid = oci.state_json(cid)["pid"]
@@ -409,3 +417,99 @@ def test_cgroups_path(oci, bundle):
     assert oci.delete(cid, force=True).returncode == 0
     for controller in ("memory", "pids"):
         assert not Path(f"/sys/fs/cgroup/{controller}{cg}").exists(), "cgroup left after delete"
+
+
+def test_namespaces_new_or_shared(oci, ref_oci, bundle):
+    """Listed namespaces are new; the network namespace, left out, is the host's."""
+    from helpers.bundle import DEFAULT_CONFIG
+    namespaces = [ns for ns in DEFAULT_CONFIG["linux"]["namespaces"] if ns["type"] != "network"]
+    kinds = ["net", "mnt", "pid", "ipc", "uts", "cgroup", "user"]
+    script = "for n in %s; do readlink /proc/self/ns/$n; done; echo $$" % " ".join(kinds)
+    b = bundle(["sh", "-c", script], linux={"namespaces": namespaces})
+    host = [os.readlink(f"/proc/self/ns/{k}") for k in kinds]
+
+    def same_as_host(out):
+        lines = out.split()
+        return [line == h for line, h in zip(lines, host)] + lines[len(kinds):]
+
+    assert observe(oci, ref_oci, b, normalize=same_as_host) == [True, False, False, False, False, False, True, "1"]
+
+
+def _stat_fields(text: str) -> list[str]:
+    """/proc/PID/stat fields from field 3 (state) on: index = field number - 3."""
+    return text.rsplit(")", 1)[1].split()
+
+
+def test_scheduler(oci, bundle):
+    if oci.is_runc:
+        pytest.skip("runc 1.1 does not implement process.scheduler")
+    b = bundle(["cat", "/proc/self/stat"], process={"scheduler": {"policy": "SCHED_BATCH", "nice": 7}})
+    res = oci.run(new_id(), b)
+    assert res.returncode == 0, res.stderr
+    fields = _stat_fields(res.stdout)
+    assert (fields[41 - 3], fields[19 - 3]) == ("3", "7")  # policy SCHED_BATCH, nice 7
+
+
+def test_io_priority(oci, bundle):
+    if oci.is_runc:
+        pytest.skip("runc 1.1 does not implement process.ioPriority")
+    b = bundle(["sh", "-c", "ionice -p $$"], process={"ioPriority": {"class": "IOPRIO_CLASS_BE", "priority": 6}})
+    res = oci.run(new_id(), b)
+    assert (res.returncode, res.stdout) == (0, "best-effort: prio 6\n"), res.stderr
+
+
+def test_tmpfs_mount_options(oci, ref_oci, bundle, busybox_rootfs, tmp_path):
+    from helpers.bundle import DEFAULT_CONFIG, make_bundle
+    tmpfs = {"destination": "/mnt/t", "type": "tmpfs", "source": "tmpfs",
+             "options": ["mode=710", "size=2m", "uid=5", "gid=6", "noatime"]}
+    args = ["sh", "-c", "stat -c '%a %u %g' /mnt/t; df -k /mnt/t | tail -1; grep ' /mnt/t ' /proc/self/mountinfo"]
+    b = bundle(args, mounts=DEFAULT_CONFIG["mounts"] + [tmpfs])
+    # runc 1.1 lets an existing mountpoint's mode override mode=: give it a fresh rootfs
+    ref_rootfs = tmp_path / "ref-rootfs"
+    shutil.copytree(busybox_rootfs, ref_rootfs, symlinks=True)
+    ref_b = make_bundle(tmp_path, ref_rootfs, args, name="ref-bundle", mounts=DEFAULT_CONFIG["mounts"] + [tmpfs])
+
+    def norm(out):
+        lines = out.splitlines()
+        return [lines[0], lines[1].split()[1], lines[2].split()[5]]
+
+    assert observe(oci, ref_oci, b, normalize=norm, ref_bundle=ref_b) == ["710 5 6", "2048", "rw,noatime"]
+
+
+@pytest.fixture
+def shared_host_mount(tmp_path):
+    """A tmpfs on the host made shared (a peer group to propagate from); unmounted after."""
+    src = tmp_path / "shared-src"
+    src.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "hutch-test-src", str(src)], check=True)
+    try:
+        subprocess.run(["mount", "--make-shared", str(src)], check=True)
+        yield src
+    finally:
+        subprocess.run(["umount", "-R", "-l", str(src)], capture_output=True)
+
+
+def test_mount_propagation_flags(oci, ref_oci, bundle, shared_host_mount):
+    """A host mount made after the container started reaches rslave and rshared bind
+    mounts, not rprivate ones."""
+    from helpers.bundle import DEFAULT_CONFIG
+    from helpers.oci import runtimes
+    src = shared_host_mount
+    binds = [{"destination": f"/mnt/{p}", "type": "bind", "source": str(src), "options": ["rbind", f"r{p}"]}
+             for p in ("slave", "private", "shared")]
+    b = bundle(["sleep", "1000"], mounts=DEFAULT_CONFIG["mounts"] + binds)
+    started = []
+    for rt in runtimes(oci, ref_oci):
+        cid = new_id()
+        assert rt.create(cid, b).returncode == 0
+        assert rt.start(cid).returncode == 0
+        started.append((rt, cid))
+    (src / "sub").mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "hutch-test-sub", str(src / "sub")], check=True)
+    (src / "sub" / "marker").touch()
+    probe = "for d in slave private shared; do [ -e /mnt/$d/sub/marker ] && echo $d:yes || echo $d:no; done"
+    for rt, cid in started:
+        res = rt.exec(cid, "sh", "-c", probe)
+        assert (rt.name, res.returncode, res.stdout.split()) == (
+            rt.name, 0, ["slave:yes", "private:no", "shared:yes"]), res.stderr
+        assert rt.delete(cid, force=True).returncode == 0

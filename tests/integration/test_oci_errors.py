@@ -67,16 +67,23 @@ CASES = {
     "bad-mount-source": lambda b: write_config(b, lambda c: c["mounts"].append(
         {"destination": "/mnt/b", "type": "bind", "source": "/nonexistent/src", "options": ["bind"]})),
     "program-not-found": lambda b: write_config(b, lambda c: c["process"].update(args=["/no/such/program"])),
+    "apparmor-profile-without-apparmor": lambda b: write_config(
+        b, lambda c: c["process"].update(apparmorProfile="hutch-no-such-profile")),
+    "selinux-label-without-selinux": lambda b: write_config(
+        b, lambda c: c["process"].update(selinuxLabel="system_u:system_r:container_t:s0")),
 }
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_config_is_refused_cleanly(oci, bundle, case):
+def test_bad_config_is_refused_cleanly(oci, ref_oci, bundle, case):
     b = bundle(["sleep", "1000"])
     CASES[case](b)
     cid = new_id()
     res = oci.create(cid, b)
     assert_refused_cleanly(oci, cid, res, b)
+    if ref_oci is not None:  # differential: runc refuses the same bundle the same way
+        ref_id = new_id()
+        assert_refused_cleanly(ref_oci, ref_id, ref_oci.create(ref_id, b), b)
 
 
 @pytest.mark.parametrize("case", ["bad-mount-type", "missing-rootfs"])

@@ -131,3 +131,34 @@ def test_exec_into_unknown_or_stopped_container_fails(oci, bundle):
 def test_exec_missing_program_fails(oci, container):
     res = oci.exec(container, "/no/such/program")
     assert res.returncode != 0
+
+
+# umask left out: runc 1.1's exec ignores process.user.umask (it keeps 0022).
+EXEC_PROBE = ("env | sort; id; pwd; grep -E '^(Cap|NoNewPrivs|Seccomp:|Groups)' /proc/self/status; "
+              "cat /proc/self/oom_score_adj; grep -E 'open files|processes' /proc/self/limits; "
+              "cat /proc/sys/kernel/hostname")
+
+
+def test_exec_process_matches_runc(oci, ref_oci, bundle):
+    """An exec'd process gets the container's process settings (env, user, cwd, caps,
+    rlimits, oom score, no_new_privs): the same as runc gives it."""
+    from helpers.oci import runtimes
+    b = bundle(["sleep", "1000"], hostname="exec-host",
+               process={"user": {"uid": 1000, "gid": 1000, "additionalGids": [10], "umask": 0o077},
+                        "cwd": "/tmp", "env": ["PATH=/bin", "ONLY=config"], "oomScoreAdj": 300,
+                        "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 333, "hard": 444},
+                                    {"type": "RLIMIT_NPROC", "soft": 555, "hard": 666}]})
+    outs = []
+    for rt in runtimes(oci, ref_oci):
+        cid = new_id()
+        assert rt.create(cid, b).returncode == 0
+        assert rt.start(cid).returncode == 0
+        res = rt.exec(cid, "sh", "-c", EXEC_PROBE)
+        assert res.returncode == 0, f"{rt.name}: {res.stderr}"
+        outs.append(res.stdout)
+        assert rt.delete(cid, force=True).returncode == 0
+    out = outs[0]
+    assert "ONLY=config" in out and "uid=1000 gid=1000 groups=10\n/tmp\n" in out
+    assert "exec-host" in out
+    if len(outs) == 2:
+        assert outs[0] == outs[1]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.oci import oci, ref_oci, new_id, stderr_lines, process_alive, wait_for  # noqa: F401
+from helpers.oci import oci, ref_oci, new_id  # noqa: F401
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -24,7 +24,7 @@ ANNOTATIONS = {"org.hutch.hooks": "yes"}
 def logging_hook(rootfs: Path, name: str) -> dict:
     host = str(rootfs)
     script = (f'if [ -d {host} ]; then f={host}/hooks.log; else f=/hooks.log; fi; '
-              'printf "%s " "$1" >> $f; cat >> $f; echo >> $f')
+              's=$(cat); printf "%s %s\\n" "$1" "$s" >> $f')  # one write: hooks may race the program
     return {"path": "/bin/sh", "args": ["sh", "-c", script, "sh", name]}
 
 

@@ -10,7 +10,8 @@ import tempfile
 
 import pytest
 
-from helpers.oci import ConsoleSocket, oci, ref_oci, new_id, process_alive  # noqa: F401
+from helpers.oci import (ConsoleSocket, oci, ref_oci, new_id,  # noqa: F401
+                         count_mounts_in_namespace, count_visible_mounts)
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -107,3 +108,22 @@ def test_no_pivot_runs_in_the_rootfs(oci, bundle, rootfs):
         os.unlink(marker)
     assert res.returncode == 0, res.stderr
     assert res.stdout.split() == ["here", "1"]
+
+
+@pytest.mark.parametrize("no_pivot", [False, True])
+def test_old_root_detached_only_with_pivot(oci, bundle, no_pivot):
+    """pivot_root detaches the host's mount tree: every mount of the namespace is visible
+    from the container root.  With --no-pivot (MS_MOVE + chroot) the host's mounts stay
+    in the namespace, hidden beneath the root."""
+    cid = new_id()
+    res = oci.create(cid, bundle(["sleep", "1000"]), *(["--no-pivot"] if no_pivot else []))
+    assert res.returncode == 0, res.stderr
+    pid = oci.state_json(cid)["pid"]
+    total = count_mounts_in_namespace(pid)
+    if total is None:
+        pytest.skip("listmount(2) with a namespace id needs Linux >= 6.10")
+    visible = count_visible_mounts(pid)
+    if no_pivot:
+        assert total > visible, f"{total} mounts, {visible} visible: the host tree is gone"
+    else:
+        assert total == visible, f"{total} mounts, {visible} visible: the old root was not detached"

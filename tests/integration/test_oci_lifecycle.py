@@ -7,9 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
@@ -375,3 +373,99 @@ def test_annotations_round_trip_through_list(oci, bundle):
     assert oci.state_json(cid)["annotations"] == annotations
     entries = json.loads(oci.list("json").stdout)
     assert entries[0]["annotations"] == annotations
+
+
+def test_state_and_list_json_keys_match_runc(oci, ref_oci, bundle):
+    from helpers.oci import runtimes
+    b = bundle(SLEEP, annotations={"k": "v"})
+    keys = []
+    for rt in runtimes(oci, ref_oci):
+        cid = created(rt, b)
+        state = rt.state_json(cid)
+        listed = json.loads(rt.list("json").stdout)[0]
+        assert {"ociVersion", "id", "pid", "status", "bundle", "rootfs", "created", "owner",
+                "annotations"} <= set(state), rt.name
+        assert state["rootfs"] == str(b / "rootfs") or os.path.isabs(state["rootfs"])
+        keys.append((sorted(state), sorted(listed)))
+    if len(keys) == 2:
+        assert keys[0] == keys[1]
+
+
+def test_kill_created_container(oci, bundle, rootfs):
+    """A created container can be killed before start; the program never runs."""
+    cid = created(oci, bundle(["touch", "/ran"], **WRITABLE))
+    pid = oci.state_json(cid)["pid"]
+    assert oci.kill(cid, "KILL").returncode == 0
+    assert wait_gone(pid)
+    assert oci.wait_status(cid, "stopped") == "stopped"
+    assert not (rootfs / "ran").exists()
+    assert oci.delete(cid).returncode == 0
+
+
+def test_state_follows_the_process_killed_from_outside(oci, bundle):
+    """Status comes from the live process, not from what the runtime last wrote."""
+    cid = running(oci, bundle(SLEEP))
+    pid = oci.state_json(cid)["pid"]
+    os.kill(pid, 9)
+    assert wait_gone(pid)
+    assert oci.wait_status(cid, "stopped") == "stopped"
+    listed = {e["id"]: e["status"] for e in json.loads(oci.list("json").stdout)}
+    assert listed == {cid: "stopped"}
+    assert oci.delete(cid).returncode == 0
+    assert oci.ids() == []
+
+
+def test_pause_and_resume(oci, bundle, rootfs):
+    """A paused container stops making progress and reports "paused"; resume continues."""
+    script = "i=0; while :; do i=$((i+1)); echo $i > /tmp/tick; sleep 0.02; done"
+    cid = running(oci, bundle(["sh", "-c", script], **WRITABLE))
+    tick = rootfs / "tmp/tick"
+    assert wait_for(lambda: tick.exists() and tick.read_text().strip())
+    res = oci.cmd("pause", cid)
+    assert res.returncode == 0, res.stderr
+    assert oci.status(cid) == "paused"
+    time.sleep(0.1)  # let a write in flight land
+    frozen = tick.read_text()
+    time.sleep(0.4)
+    assert tick.read_text() == frozen, "the container kept running while paused"
+    res = oci.cmd("resume", cid)
+    assert res.returncode == 0, res.stderr
+    assert oci.status(cid) == "running"
+    assert wait_for(lambda: tick.read_text() != frozen), "the container did not resume"
+
+
+def test_state_is_never_torn(oci, bundle):
+    """`state` read concurrently with create/start/kill/delete is always either a whole
+    JSON document with a valid status or a clean error."""
+    from concurrent.futures import ThreadPoolExecutor
+    import threading
+    cid = new_id()
+    b = bundle(SLEEP)
+    stop = threading.Event()
+
+    def reader() -> list[tuple[int, str]]:
+        seen = []
+        while not stop.is_set():
+            res = oci.state(cid)
+            seen.append((res.returncode, res.stdout))
+        return seen
+
+    with ThreadPoolExecutor(3) as pool:
+        futures = [pool.submit(reader) for _ in range(3)]
+        try:
+            for _ in range(3):
+                assert oci.create(cid, b).returncode == 0
+                assert oci.start(cid).returncode == 0
+                assert oci.kill(cid, "KILL").returncode == 0
+                assert oci.wait_status(cid, "stopped") == "stopped"
+                assert oci.delete(cid).returncode == 0
+        finally:
+            stop.set()
+        results = [r for f in futures for r in f.result()]
+    assert results
+    for rc, out in results:
+        if rc == 0:
+            st = json.loads(out)
+            assert st["id"] == cid and st["status"] in ("creating", "created", "running", "stopped")
+        else:
+            assert out.strip() == ""

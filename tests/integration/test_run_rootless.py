@@ -37,8 +37,15 @@ def rootless_dirs(busybox_rootfs):
     if kernel.returncode != 0:
         shutil.rmtree(parent, ignore_errors=True)
         pytest.skip(f"this kernel refuses unprivileged user namespaces: {kernel.stderr.strip()}")
+    tmp_before = set(os.listdir("/tmp"))
     yield rootfs, state
     shutil.rmtree(parent, ignore_errors=True)
+    # hutch's per-user default state root for uid 65534 (e.g. /tmp/hutch-65534), made by
+    # the test that runs without --root
+    for name in set(os.listdir("/tmp")) - tmp_before:
+        path = os.path.join("/tmp", name)
+        if name.startswith("hutch") and os.stat(path).st_uid == NOBODY:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def as_nobody(args, timeout=60):

@@ -122,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
         return module.main(command, rest[1:], g)
     except HutchError as err:
         report_error(err, g)
-        return err.exit_code if err.exit_code is not None else (125 if command == "run" else 1)
+        if command == "run" and not getattr(err, "oci_verb", False):
+            return err.exit_code if err.exit_code is not None else 125   # docker's conventions
+        return 1  # runc's: every error of an OCI verb exits 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

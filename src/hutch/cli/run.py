@@ -74,7 +74,12 @@ def is_oci_run(argv: list[str]) -> bool:
 def main(command: str, argv: list[str], g) -> int:
     if is_oci_run(argv):
         from hutch.cli.oci import cmd_run
-        return cmd_run(argv, g)
+        from hutch.errors import HutchError
+        try:
+            return cmd_run(argv, g)
+        except HutchError as err:
+            err.oci_verb = True  # exit as runc does (1), not as `hutch run -- CMD` (125)
+            raise
     opts, args = parse(argv, FLAGS)
     if opts["help"]:
         print(HELP, end="")

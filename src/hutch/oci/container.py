@@ -32,6 +32,16 @@ def load_bundle_config(bundle: str) -> dict:
     return validate_config(load_config(bundle), bundle)
 
 
+def check_terminal(spec: dict, console_socket: str | None, console_fd: int | None, foreground: bool) -> None:
+    """A detached terminal needs somewhere to send the pty; a console socket needs a terminal."""
+    terminal = bool(spec["process"].get("terminal"))
+    if terminal and console_socket is None and console_fd is None and not foreground:
+        raise ConfigError("cannot allocate a tty when detaching without --console-socket",
+                          where="process.terminal")
+    if console_socket is not None and not terminal:
+        raise ConfigError("cannot use --console-socket without process.terminal", where="--console-socket")
+
+
 def check_before_create(spec: dict, bundle: str) -> None:
     """Every check that needs no side effect, so bad input fails before anything exists."""
     from hutch.fs.rootfs import ensure_host_root_placeholder, validate_fs
@@ -104,6 +114,7 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
     st.validate_id(container_id)
     spec = spec if spec is not None else load_bundle_config(bundle)
     check_before_create(spec, bundle)
+    check_terminal(spec, console_socket, console_fd, foreground)
     manager, resources = (_cgroup_manager(spec, container_id, systemd_cgroup) if cgroup else (None, None))
     with st.locked(root, container_id, create=True) as directory:
         try:

@@ -29,11 +29,14 @@ def run_hooks(spec: dict, name: str, state: dict) -> None:
 
 
 def run_hooks_warn(spec: dict, name: str, state: dict) -> None:
-    """poststart/poststop: a failing hook is logged, not fatal (runtime-spec)."""
-    try:
-        run_hooks(spec, name, state)
-    except HutchError as err:
-        print(f"hutch: warning: {err}", file=sys.stderr)
+    """poststart/poststop: a failing hook is logged and the next one still runs (runtime-spec)."""
+    hooks = (spec.get("hooks") or {}).get(name) or ()
+    payload = fastjson.dumps(state).encode()
+    for i, hook in enumerate(hooks):
+        try:
+            run_one(hook, payload, where=f"hooks.{name}[{i}]")
+        except HutchError as err:
+            print(f"hutch: warning: {err}", file=sys.stderr)
 
 
 def run_one(hook: dict, payload: bytes, where: str) -> None:
