@@ -38,9 +38,12 @@ def _cgroups() -> set[str]:
     root = Path("/sys/fs/cgroup")
     for ctl in root.iterdir() if root.exists() else ():
         for depth in ("*", "*/*", "*/*/*"):
-            for p in ctl.glob(depth):
-                if p.is_dir() and ("hutch" in p.name.lower() or "hutch-test" in str(p)):
-                    found.add(str(p))
+            try:
+                for p in ctl.glob(depth):
+                    if p.is_dir() and ("hutch" in p.name.lower() or "hutch-test" in str(p)):
+                        found.add(str(p))
+            except OSError:
+                continue  # a cgroup removed while we looked
     return found
 
 

@@ -67,6 +67,10 @@ def run_attached(root: str, container_id: str, bundle: str, *, spec: dict | None
             os.close(theirs)
     try:
         master = receive_master(sock) if tty else None
+        if master is not None:
+            # Size the container's terminal before its program runs and asks for it.
+            from hutch.oci.tty import copy_size
+            copy_size(0, master)
         forward_signals_to(started.pid)
         container.release(root, state, started)
         if master is not None:

@@ -9,7 +9,7 @@ import select
 import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the start path)
 
 
-def _copy_size(src: int, dst: int) -> None:
+def copy_size(src: int, dst: int) -> None:
     from hutch.oci.console import get_size, set_size
     size = get_size(src)
     if size:
@@ -24,12 +24,14 @@ def proxy(master: int, interactive: bool = True) -> None:
     stdin_tty = os.isatty(0)
     saved = None
     if stdin_tty:
+        copy_size(0, master)
+        signal.signal(signal.SIGWINCH, lambda *_: copy_size(0, master))
+    if stdin_tty and interactive:
+        # Raw mode only when we pass keys on: with -t alone, ^C stays a signal to hutch.
         import termios
         import tty
         saved = termios.tcgetattr(0)
         tty.setraw(0)
-        _copy_size(0, master)
-        signal.signal(signal.SIGWINCH, lambda *_: _copy_size(0, master))
     inputs = [master] + ([0] if interactive else [])
     try:
         while True:
