@@ -12,10 +12,8 @@ import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the st
 import time
 
 from hutch import fastjson
-from hutch import sys as hsys
 from hutch.errors import ConfigError, HutchError, NotFoundError, StateError
 from hutch.oci import state as st
-from hutch.oci.launcher import Launch, close_all, container_ns_fds, open_namespaces, plan_namespaces, spawn
 from hutch.sys import proc
 
 FIFO_NAME = "exec.fifo"
@@ -81,7 +79,9 @@ def _id_maps(spec: dict):
             from_oci(linux.get("gidMappings"), "linux.gidMappings"))
 
 
-def prepare_launch(spec: dict, bundle: str, container_id: str, mode: str, **kw) -> Launch:
+def prepare_launch(spec: dict, bundle: str, container_id: str, mode: str, **kw):
+    from hutch import sys as hsys
+    from hutch.oci.launcher import Launch, open_namespaces, plan_namespaces
     flags, paths = plan_namespaces(spec)
     uid_maps, gid_maps = _id_maps(spec)
     if flags & hsys.CLONE_NEWUSER and not (uid_maps and gid_maps):
@@ -128,6 +128,7 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
                          systemd_cgroup=systemd_cgroup,
                          namespaces={ns["type"]: ns.get("path") or "new"
                                      for ns in (spec.get("linux") or {}).get("namespaces") or ()})
+        from hutch.oci.launcher import close_all, spawn
         launch = None
         sock_fd = None
         try:
@@ -297,6 +298,7 @@ def kill(root: str, container_id: str, sig: int, all_processes: bool = False) ->
 
 
 def signal_pid(pid: int, sig: int) -> None:
+    from hutch import sys as hsys
     try:
         fd = hsys.pidfd_open(pid)
     except OSError:
@@ -378,6 +380,7 @@ def exec_process(root: str, container_id: str, process: dict, *, console_socket:
                  pid_file: str | None = None, detach: bool = False, preserve_fds: int = 0,
                  console_fd: int | None = None):
     """Start `process` inside a running container; returns the `Started` handle."""
+    from hutch.oci.launcher import Launch, close_all, container_ns_fds, spawn
     state = st.load(root, container_id)
     status = state.live_status()
     if status not in ("created", "running"):

@@ -19,6 +19,7 @@ status or the signal; set credentials; exec CMD or $SHELL (default /bin/sh).
 from __future__ import annotations
 
 import os
+import warnings  # noqa: F401  os.execvp imports it lazily, which fails once we are in another mount namespace
 import signal
 import sys
 from hutch.record import dataclass, field
