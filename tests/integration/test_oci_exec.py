@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 import pytest
 
@@ -160,5 +161,13 @@ def test_exec_process_matches_runc(oci, ref_oci, bundle):
     out = outs[0]
     assert "ONLY=config" in out and "uid=1000 gid=1000 groups=10\n/tmp\n" in out
     assert "exec-host" in out
+    assert re.search(r"Max open files\s+333\s+444\s", out), out
     if len(outs) == 2:
-        assert outs[0] == outs[1]
+        # runc 1.1.5's exec now and then hands the process a soft NOFILE limit raised to
+        # the hard one (its Go runtime raises its own at start, a race in runc, seen here
+        # in about 1 run in 4): compare everything else.
+        assert _without_nofile(outs[0]) == _without_nofile(outs[1])
+
+
+def _without_nofile(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not line.startswith("Max open files"))
