@@ -189,6 +189,11 @@ def _prepare_dest(ctx: MountContext, dest: str, fstype: str | None, source: str 
     """Resolve, check and create the destination; return (container path, O_PATH fd,
     whether it existed before)."""
     resolved = resolve_existing(ctx, dest)
+    if fstype in ("proc", "sysfs") and resolved != posixpath.normpath("/" + dest.lstrip("/")):
+        # An image whose /proc is a symlink would get procfs somewhere the container can
+        # later replace with fake files the runtime reads (CVE-2023-28642).
+        raise ConfigError(f"{fstype} must not be mounted through a symlink ({dest} -> {resolved})",
+                          where=f"{where}.destination")
     check_proc_mount(resolved, fstype, source, where)
     existed = exists_in_root(ctx.root_fd, resolved)
     fd = mkdir_all_in_root(ctx.root_fd, resolved) if is_dir else create_file_in_root(ctx.root_fd, resolved)

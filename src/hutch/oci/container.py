@@ -44,6 +44,11 @@ def check_before_create(spec: dict, bundle: str) -> None:
     """Every check that needs no side effect, so bad input fails before anything exists."""
     from hutch.fs.rootfs import ensure_host_root_placeholder, validate_fs
     from hutch.security.process import validate as validate_process
+    namespaces = {ns.get("type"): ns.get("path") for ns in (spec.get("linux") or {}).get("namespaces") or ()}
+    if "mount" not in namespaces or namespaces["mount"]:
+        # The root filesystem is built with mounts and pivot_root: done in the caller's
+        # (or a joined) mount namespace, it would replace that namespace's root.
+        raise ConfigError("a new mount namespace is required (no path)", where="linux.namespaces")
     validate_fs(spec, bundle)
     validate_process(spec.get("process"), spec.get("linux"))
     if spec["root"]["path"] == "hutch:host":
@@ -134,6 +139,11 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
         try:
             _write_json(os.path.join(directory, CONFIG_COPY), spec)
             if manager is not None:
+                if manager.exists() and manager.pids():
+                    # Another container (maybe of another runtime root) lives there;
+                    # delete --force would kill its processes.
+                    raise StateError(f"cgroup of container {container_id} already holds processes",
+                                     where="linux.cgroupsPath")
                 manager.create()
                 state.cgroup = manager.to_state()
             st.save(root, state)
@@ -143,6 +153,7 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
             if not foreground:
                 fifo = os.path.join(directory, FIFO_NAME)
                 os.mkfifo(fifo, 0o622)
+                os.chmod(fifo, 0o622)   # past the umask: a user namespace's root must open it
                 fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
             if console_socket:
                 sock_fd = _connect_console(console_socket)
@@ -193,7 +204,12 @@ def _connect_console(path: str) -> int:
 def write_pid_file(path: str, pid: int) -> None:
     """Write the pid like runc: to a temp file renamed into place."""
     tmp = os.path.join(os.path.dirname(os.path.abspath(path)), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w") as f:
+    try:
+        os.unlink(tmp)   # a leftover, or a planted symlink: never write through it
+    except FileNotFoundError:
+        pass
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "w") as f:
         f.write(str(pid))
     os.rename(tmp, path)
 

@@ -13,6 +13,7 @@ import sys
 import time
 
 from hutch import fastjson
+from hutch import sys as hsys
 from hutch.errors import HutchError
 
 HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
@@ -55,7 +56,7 @@ def run_one(hook: dict, payload: bytes, where: str) -> None:
         try:
             os.dup2(r, 0)
             # A hook must not hold the runtime's sync pipes or the container's fds.
-            os.closerange(3, 65536)
+            hsys.close_range(3)
             if env is None:
                 os.execv(path, args)
             os.execve(path, args, dict(e.split("=", 1) for e in env if "=" in e))

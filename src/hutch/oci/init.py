@@ -69,6 +69,9 @@ def stage1(launch, chan: Channel) -> None:
             hsys.unshare(hsys.CLONE_NEWUSER)
             chan.send("userns")
         chan.expect("go")
+        # The id maps are written: from here on nothing may ptrace us or open our /proc
+        # files (a rootless parent could not set this earlier: it had to write our maps).
+        hsys.prctl(hsys.PR_SET_DUMPABLE, 0)
         if "user" in fds or launch.new_ns_flags & hsys.CLONE_NEWUSER:
             become_root_in_userns()
         for ns_type in JOIN_ORDER[1:]:
@@ -181,6 +184,7 @@ def stage2(launch, chan: Channel) -> None:
             # open in a process that may wait a long time for `start`.
             from hutch.oci.console import make_controlling
             make_controlling(console)
+        hsys.prctl(hsys.PR_SET_DUMPABLE, 0)   # setup done; start may be long after
         wait_for_start(launch, chan)
         run_container_hooks(spec, "startContainer", launch, os.getpid())
         if launch.use_init:
@@ -317,6 +321,20 @@ def finalize_and_exec(launch, exe: str, env: dict, plan) -> None:
         raise HutchError(f"exec {exe}: {exc.strerror}", exit_code=code) from None
 
 
+def drop_init_privileges() -> None:
+    """PID 1 lives as long as the container and only waits and forwards signals: keep
+    CAP_KILL (the program may run as another uid), nothing else; no new privileges;
+    not dumpable, so nothing in the container can ptrace it or open /proc/1/exe."""
+    from hutch.security.caps import CAPABILITIES, last_cap
+    kill = 1 << CAPABILITIES["CAP_KILL"]
+    for cap in range(last_cap() + 1):
+        if cap != CAPABILITIES["CAP_KILL"]:
+            hsys.prctl(hsys.PR_CAPBSET_DROP, cap)
+    hsys.capset(kill, kill, 0)
+    hsys.prctl(hsys.PR_SET_NO_NEW_PRIVS, 1)
+    hsys.prctl(hsys.PR_SET_DUMPABLE, 0)
+
+
 def become_init(launch, chan: Channel, exe: str, env: dict, plan) -> None:
     """Fork the user program and stay as PID 1: forward signals, reap zombies.
 
@@ -329,6 +347,7 @@ def become_init(launch, chan: Channel, exe: str, env: dict, plan) -> None:
         finalize_and_exec(launch, exe, env, plan)
     chan.close()
     hsys.set_name("hutch-init")
+    drop_init_privileges()
 
     def forward(signum, _frame):
         try:

@@ -150,16 +150,23 @@ def spawn(launch: Launch, on_prestart=None) -> Started:
         hsys.prctl(hsys.PR_SET_DUMPABLE, 0)
     # Become the children's reaper so the container process (orphaned when stage 1
     # exits) stays ours to wait for; engines (conmon, shims) do the same above us.
+    # Only until it is adopted: a library caller must not collect every later orphan.
+    was_subreaper = hsys.get_child_subreaper()
     hsys.prctl(hsys.PR_SET_CHILD_SUBREAPER, 1)
     from hutch.oci.init import preload_modules, stage1
     preload_modules(launch)
     chan = Channel()
+    # No signal may interrupt the child before it is inside stage 1's guard: a
+    # KeyboardInterrupt there would unwind into the caller's code in the child.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
     stage1_pid = os.fork()
     if stage1_pid == 0:
         try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             stage1(launch, chan)
         finally:
             os._exit(1)  # not reached: stage 1 ends in exec or _exit; never return into the caller
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     if was_dumpable:
         hsys.prctl(hsys.PR_SET_DUMPABLE, was_dumpable)
     chan.as_parent()
@@ -174,7 +181,9 @@ def spawn(launch: Launch, on_prestart=None) -> Started:
         chan.send("go")
         pid = int(chan.expect("pid"))
         launch.host_pid = pid
-        _reap(stage1_pid)
+        _reap(stage1_pid)   # the container process is our child from here on
+        if not was_subreaper:
+            hsys.prctl(hsys.PR_SET_CHILD_SUBREAPER, 0)
         if launch.mode != "exec" and launch.pre_pivot_hooks:
             chan.expect("prestart")
             if on_prestart:
@@ -190,6 +199,9 @@ def spawn(launch: Launch, on_prestart=None) -> Started:
     except BaseException:
         _abort(stage1_pid, pid, chan)
         raise
+    finally:
+        if not was_subreaper:
+            hsys.prctl(hsys.PR_SET_CHILD_SUBREAPER, 0)
     if launch.mode == "create":
         chan.close()
     return Started(pid, chan)

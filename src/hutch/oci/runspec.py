@@ -13,7 +13,7 @@ from hutch.errors import ConfigError
 
 HOST_ROOT = "hutch:host"   # the built-in default root: host system dirs read-only
 DEFAULT_ENV_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-SHAREABLE = ("pid", "network", "ipc", "uts", "mount", "cgroup")
+SHAREABLE = ("pid", "network", "ipc", "uts", "cgroup")   # never mount: the root is built in it
 SHARE_ALIASES = {"net": "network", "mnt": "mount"}
 OCI_MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
@@ -122,9 +122,12 @@ def _namespaces(o: RunOptions) -> list[dict]:
         ns_type, sep, path = item.partition(":")
         ns_type = SHARE_ALIASES.get(ns_type, ns_type)
         if not sep or not path or ns_type not in (*SHAREABLE, "user", "time"):
+            if ns_type == "mount":
+                raise ConfigError("cannot join a mount namespace: the container's root is built in a new one",
+                                  where="--join-ns")
             raise ConfigError(f"invalid {item!r}: expected TYPE:PATH", where="--join-ns")
         joined[ns_type] = path
-    wanted = [t for t in SHAREABLE if t not in shared]
+    wanted = ["mount"] + [t for t in SHAREABLE if t not in shared]
     if o.userns:
         wanted.append("user")
     if o.time_offset:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from hutch.record import asdict, dataclass, field, fields
 
 from hutch import fastjson
@@ -81,7 +82,8 @@ def save(root: str, state: State) -> None:
     """Write state.json by writing a temp file and renaming it: readers never see it torn."""
     path = os.path.join(container_dir(root, state.id), "state.json")
     tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w") as f:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
         f.write(fastjson.dumps(asdict(state)))
     os.rename(tmp, path)
 
@@ -133,7 +135,11 @@ def _lock(root: str, container_id: str, create: bool) -> tuple[str, int]:
     directory = container_dir(root, container_id)
     if create:
         os.makedirs(root, mode=0o711, exist_ok=True)
-        owner = os.stat(root).st_uid
+        info = os.lstat(root)
+        owner = info.st_uid
+        if not stat.S_ISDIR(info.st_mode) or info.st_mode & 0o022:
+            raise StateError(f"runtime root {root} must be a directory writable only by its owner",
+                             where="--root")
         if owner != os.geteuid():
             # e.g. a /tmp/hutch-UID made by someone else to watch or steer our containers
             raise StateError(f"runtime root {root} belongs to uid {owner}, not to us", where="--root")

@@ -29,13 +29,31 @@ DEFAULT_CAPS = [
 ]
 
 
+_last_cap: int | None = None
+
+
 def last_cap() -> int:
-    """Highest capability number the running kernel knows."""
-    try:
-        with open("/proc/sys/kernel/cap_last_cap") as f:
-            return int(f.read())
-    except OSError:
-        return max(CAPABILITIES.values())
+    """Highest capability number the running kernel knows, asked of the kernel itself
+    (prctl PR_CAPBSET_READ), never read from /proc: inside a container /proc may be
+    the container's to fake, and a low number here would leave capabilities undropped."""
+    global _last_cap
+    if _last_cap is None:
+        from hutch import sys as hsys
+        from hutch.errors import SysCallError
+
+        def known(cap: int) -> bool:
+            try:
+                hsys.prctl(hsys.PR_CAPBSET_READ, cap)
+                return True
+            except SysCallError:
+                return False
+        cap = max(CAPABILITIES.values())
+        while known(cap + 1):
+            cap += 1
+        while cap > 0 and not known(cap):
+            cap -= 1
+        _last_cap = cap
+    return _last_cap
 
 
 def normalize(name: str) -> str:

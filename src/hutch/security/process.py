@@ -333,9 +333,28 @@ def apply_rlimits(rlimits: list[Rlimit]) -> None:
             raise HutchError(f"cannot set {limit.name}: {err}", where=limit.where) from None
 
 
+PROC_SUPER_MAGIC = 0x9FA0
+
+
+def open_proc(path: str, mode: str = "r"):
+    """Open a /proc file and make sure it is procfs: inside a container /proc could be
+    the container's own fake tree (CVE-2019-16884, CVE-2023-28642), and what we read
+    or write there decides privileges."""
+    from hutch.sys.mountapi import fstatfs_type
+    flags = (os.O_WRONLY if "w" in mode else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(path, flags)
+    try:
+        if fstatfs_type(fd) != PROC_SUPER_MAGIC:
+            raise HutchError(f"{path} is not on procfs: refusing to use it")
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, mode)
+
+
 def apply_oom_score_adj(value: int) -> None:
     try:
-        with open("/proc/self/oom_score_adj", "w") as f:
+        with open_proc("/proc/self/oom_score_adj", "w") as f:
             f.write(str(value))
     except OSError as err:
         raise _fail(f"cannot set oom_score_adj to {value}", err, "process.oomScoreAdj",
@@ -376,7 +395,7 @@ def _write_attr(paths: tuple[str, ...], value: str, where: str) -> None:
     for path in paths:
         if os.path.exists(path):
             try:
-                with open(path, "w") as f:
+                with open_proc(path, "w") as f:
                     f.write(value)
                 return
             except OSError as err:
@@ -438,7 +457,11 @@ def switch_user(user: User) -> None:
     from hutch import sys as hsys
 
     groups = list(dict.fromkeys(_groups_from_etc(user.uid) + user.additional_gids))
-    setgroups_denied = _read("/proc/self/setgroups").strip() == "deny"
+    try:
+        with open_proc("/proc/self/setgroups") as f:
+            setgroups_denied = f.read().strip() == "deny"
+    except FileNotFoundError:
+        setgroups_denied = False
     hsys.prctl(hsys.PR_SET_KEEPCAPS, 1)
     try:
         if not setgroups_denied:

@@ -172,3 +172,10 @@ def socket_fd(family: int, sock_type: int, proto: int = 0) -> int:
     """A raw socket fd (close-on-exec) without importing the socket module."""
     return _check(_libc.socket(ctypes.c_int(family), ctypes.c_int(sock_type | 0o2000000),
                                ctypes.c_int(proto)), "socket", str(family))
+
+
+def get_child_subreaper() -> bool:
+    value = ctypes.c_int(0)
+    _check(_libc.prctl(ctypes.c_int(37), ctypes.byref(value), ctypes.c_ulong(0), ctypes.c_ulong(0),
+                       ctypes.c_ulong(0)), "prctl", "PR_GET_CHILD_SUBREAPER")
+    return bool(value.value)
