@@ -1,0 +1,123 @@
+"""Regressions for the security review of the launch path: each test fails if its fix
+is removed (the attack or the failure it describes comes back)."""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+
+import pytest
+
+from helpers.oci import new_id, oci  # noqa: F401  (fixture)
+from helpers.run import hutch_run
+
+
+def test_proc_through_a_symlink_is_refused(rootfs):
+    """An image whose /proc is a symlink would get procfs where the container can later put
+    fake files the runtime trusts (cap_last_cap, setgroups, attr: CVE-2023-28642)."""
+    (rootfs / "tmp" / "p").mkdir(parents=True)
+    (rootfs / "proc").rmdir()
+    (rootfs / "proc").symlink_to("/tmp/p")
+    result = hutch_run(["--rootfs", str(rootfs), "--", "true"])
+    assert result.returncode == 125
+    assert "symlink" in result.stderr and "mounts[0].destination" in result.stderr
+    assert not os.listdir(rootfs / "tmp" / "p")
+
+
+@pytest.mark.parametrize("args", [["--share", "mount"], ["--join-ns", "mount:/proc/1/ns/mnt"]])
+def test_run_never_builds_a_root_in_a_shared_mount_namespace(rootfs, args):
+    result = hutch_run([*args, "--rootfs", str(rootfs), "--", "true"])
+    assert result.returncode == 125
+    assert os.path.isdir("/usr/bin") and os.path.isdir(os.path.dirname(__file__)), \
+        "the caller's root must still be there"
+
+
+def test_oci_config_without_a_mount_namespace_is_refused(oci, bundle):  # noqa: F811
+    b = bundle(["true"], hostname=None, linux={"namespaces": [{"type": "pid"}]})
+    cid = new_id()
+    res = oci.create(cid, b)
+    assert res.returncode == 1
+    assert "mount namespace" in res.stderr
+    assert cid not in oci.ids()
+
+
+def test_init_keeps_only_cap_kill_and_no_new_privs(rootfs):
+    out = hutch_run(["--rootfs", str(rootfs), "--", "sh", "-c",
+                     "grep -E '^(CapEff|CapBnd|CapPrm|NoNewPrivs)' /proc/1/status; "
+                     "readlink /proc/1/exe || echo unreadable"]).stdout
+    fields = dict(line.split(":\t") for line in out.splitlines() if ":\t" in line)
+    assert fields == {"CapEff": "0000000000000020", "CapBnd": "0000000000000020",
+                      "CapPrm": "0000000000000020", "NoNewPrivs": "1"}, out
+    assert "python" not in out, "the container must not reach the host's interpreter via /proc/1/exe"
+
+
+def test_pid_file_never_written_through_a_planted_symlink(oci, bundle, tmp_path):  # noqa: F811
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    (tmp_path / ".pid.tmp").symlink_to(victim)
+    cid = new_id()
+    res = oci.create(cid, bundle(["sleep", "100"]), "--pid-file", str(tmp_path / "pid"))
+    assert res.returncode == 0, res.stderr
+    assert victim.read_text() == "precious"
+    assert int((tmp_path / "pid").read_text()) == oci.state_json(cid)["pid"]
+
+
+def test_a_cgroup_in_use_is_not_taken_over(oci, bundle, tmp_path):  # noqa: F811
+    """Two runtime roots, one cgroupsPath: the second create must fail, or its delete
+    --force would kill the first container's processes."""
+    from helpers.oci import Runtime
+    path = f"/hutch-test-shared-{os.getpid()}"
+    b = bundle(["sleep", "100"], linux={"cgroupsPath": path})
+    first = new_id()
+    assert oci.create(first, b).returncode == 0
+    other = Runtime(oci.path, tmp_path / "other-root")
+    try:
+        res = other.create(new_id(), b)
+        assert res.returncode == 1 and "cgroup" in res.stderr
+        assert oci.status(first) == "created"
+    finally:
+        other.force_cleanup()
+
+
+def test_created_userns_container_can_be_started(oci, bundle, rootfs, tmp_path):  # noqa: F811
+    """The exec fifo must be openable by a user namespace's root (mode past the umask)."""
+    out = tmp_path / "out"
+    out.touch()
+    os.chmod(out, 0o666)
+    os.chmod(tmp_path, 0o755)
+    (rootfs / "out").touch()   # the mount point: the namespace's root cannot create it
+    b = bundle(["sh", "-c", "echo started > /out"], root={"path": "rootfs", "readonly": False},
+               mounts=[{"destination": "/proc", "type": "proc", "source": "proc"},
+                       {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]},
+                       {"destination": "/out", "type": "bind", "source": str(out), "options": ["bind"]}],
+               linux={"namespaces": [{"type": t} for t in ("pid", "mount", "user", "ipc", "uts")],
+                      "uidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                      "gidMappings": [{"containerID": 0, "hostID": 100000, "size": 65536}],
+                      "maskedPaths": [], "readonlyPaths": []})
+    # the bundle helper writes an absolute root.path; the rootfs must be reachable by uid 100000
+    config = json.loads((b / "config.json").read_text())
+    for p in [config["root"]["path"], *map(str, list(tmp_path.parents)[:3])]:
+        os.chmod(p, os.stat(p).st_mode | 0o005)
+    cid = new_id()
+    res = oci.create(cid, b)
+    assert res.returncode == 0, res.stderr
+    assert oci.start(cid).returncode == 0
+    assert oci.wait_status(cid, "stopped") == "stopped"
+    assert out.read_text() == "started\n"
+
+
+def test_api_does_not_leave_the_caller_a_subreaper(rootfs):
+    """A library caller that became a subreaper for good would collect (and never reap)
+    every later orphan, which stalls pid-namespace teardown of unrelated containers."""
+    import hutch
+    assert hutch.run(["true"], rootfs=str(rootfs)).returncode == 0
+    value = ctypes.c_int(-1)
+    ctypes.CDLL(None).prctl(37, ctypes.byref(value), 0, 0, 0)  # PR_GET_CHILD_SUBREAPER
+    assert value.value == 0
+
+
+def test_last_cap_comes_from_the_kernel():
+    from hutch.security.caps import last_cap
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        assert last_cap() == int(f.read())
