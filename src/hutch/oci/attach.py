@@ -14,13 +14,10 @@ FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signa
 
 
 def forward_signals_to(pid: int) -> None:
-    def forward(signum, _frame):
-        try:
-            os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
-    for sig in FORWARDED:
-        signal.signal(sig, forward)
+    """Our terminal's and our caller's signals go to the container process (not SIGWINCH:
+    the pty proxy answers that one)."""
+    from hutch.oci.init import forward_signals
+    forward_signals(pid, FORWARDED)
 
 
 def wait_forwarding_signals(pid: int) -> int:

@@ -172,18 +172,9 @@ def stage2(launch, chan: Channel) -> None:
                 launch.console_fd, (size["height"], size["width"]) if size else None)
             os.close(launch.console_fd)
         finish_rootfs(spec)
-        process = spec["process"]
-        enter_cwd(process.get("cwd") or "/")
-        from hutch.oci.process import exec_environment, find_executable
-        env = exec_environment(process)
-        exe = find_executable(process["args"][0], env)
-        from hutch.security.process import prepare_process
-        plan = prepare_process(process, spec.get("linux") or {})
-        if console is not None:
-            # Now, not after start: the caller's stdio (an engine's pipe) must not stay
-            # open in a process that may wait a long time for `start`.
-            from hutch.oci.console import make_controlling
-            make_controlling(console)
+        # The console becomes stdio now, not after start: the caller's stdio (an engine's
+        # pipe) must not stay open in a process that may wait a long time for `start`.
+        exe, env, plan = prepare_program(spec, console)
         hsys.prctl(hsys.PR_SET_DUMPABLE, 0)   # setup done; start may be long after
         wait_for_start(launch, chan)
         run_container_hooks(spec, "startContainer", launch, os.getpid())
@@ -210,16 +201,7 @@ def exec_stage2(launch, chan: Channel) -> None:
             send_fd(launch.console_fd, master, name)
             os.close(master)
             os.close(launch.console_fd)
-        process = spec["process"]
-        enter_cwd(process.get("cwd") or "/")
-        from hutch.oci.process import exec_environment, find_executable
-        env = exec_environment(process)
-        exe = find_executable(process["args"][0], env)
-        from hutch.security.process import prepare_process
-        plan = prepare_process(process, spec.get("linux") or {})
-        if console is not None:
-            from hutch.oci.console import make_controlling
-            make_controlling(console)
+        exe, env, plan = prepare_program(spec, console)
         chan.send("ready")
         finalize_and_exec(launch, exe, env, plan)
     except BaseException as exc:  # noqa: BLE001
@@ -247,6 +229,23 @@ def preload_modules(launch) -> None:
             __import__(name)
         except ImportError:
             pass  # optional module absent: the step that needs it reports the problem
+
+
+def prepare_program(spec: dict, console: int | None):
+    """Inside the container: cwd, environment, the executable's path and the early
+    process attributes; the console (if any) becomes the controlling tty and stdio.
+    Returns (executable, environment, security plan) for finalize_and_exec."""
+    from hutch.oci.process import exec_environment, find_executable
+    from hutch.security.process import prepare_process
+    process = spec["process"]
+    enter_cwd(process.get("cwd") or "/")
+    env = exec_environment(process)
+    exe = find_executable(process["args"][0], env)
+    plan = prepare_process(process, spec.get("linux") or {})
+    if console is not None:
+        from hutch.oci.console import make_controlling
+        make_controlling(console)
+    return exe, env, plan
 
 
 def set_names(spec: dict) -> None:
@@ -321,6 +320,17 @@ def finalize_and_exec(launch, exe: str, env: dict, plan) -> None:
         raise HutchError(f"exec {exe}: {exc.strerror}", exit_code=code) from None
 
 
+def forward_signals(pid: int, signals) -> None:
+    """Pass each of `signals` we receive on to pid."""
+    def forward(signum, _frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    for sig in signals:
+        signal.signal(sig, forward)
+
+
 def drop_init_privileges() -> None:
     """PID 1 lives as long as the container and only waits and forwards signals: keep
     CAP_KILL (the program may run as another uid), nothing else; no new privileges;
@@ -349,14 +359,7 @@ def become_init(launch, chan: Channel, exe: str, env: dict, plan) -> None:
     hsys.set_name("hutch-init")
     drop_init_privileges()
 
-    def forward(signum, _frame):
-        try:
-            os.kill(child, signum)
-        except ProcessLookupError:
-            pass
-
-    for sig in FORWARDED_SIGNALS:
-        signal.signal(sig, forward)
+    forward_signals(child, FORWARDED_SIGNALS)
     hsys.close_range(3, 0xFFFFFFFF)
     while True:
         try:
