@@ -9,13 +9,19 @@ backends because they depend on the host.
 
 from __future__ import annotations
 
-import re
 
 from hutch.errors import ConfigError
 
 BASE = "linux.resources"
-_CPUSET_RE = re.compile(r"^\s*(\d+(-\d+)?)(\s*,\s*\d+(-\d+)?)*\s*$")
-_UNIFIED_KEY_RE = re.compile(r"^[a-z_0-9]+\.[A-Za-z_0-9.]+$")
+_CPUSET_PATTERN = r"^\s*(\d+(-\d+)?)(\s*,\s*\d+(-\d+)?)*\s*$"
+_UNIFIED_KEY_PATTERN = r"^[a-z_0-9]+\.[A-Za-z_0-9.]+$"
+
+
+def _match(pattern: str, text: str):
+    """re.match, importing `re` only when a value needs it: `re` (with enum) costs
+    ~5 ms, and create/delete import this module on every run."""
+    import re
+    return re.match(pattern, text)
 INT64_MAX = (1 << 63) - 1
 UINT64_MAX = (1 << 64) - 1
 
@@ -127,7 +133,7 @@ def _cpu(cpu, where: str) -> None:
     for key in ("cpus", "mems"):
         value = cpu.get(key)
         if value is not None and value != "":
-            if not isinstance(value, str) or not _CPUSET_RE.match(value):
+            if not isinstance(value, str) or not _match(_CPUSET_PATTERN, value):
                 raise ConfigError(f"invalid value {value!r}: expected a list like 0-2,4",
                                   where=f"{where}.{key}")
             for part in value.replace(" ", "").split(","):
@@ -232,7 +238,7 @@ def _unified(unified, where: str) -> None:
     _dict(unified, where)
     for key, value in unified.items():
         path = f"{where}.{key}"
-        if not _UNIFIED_KEY_RE.match(key):
+        if not _match(_UNIFIED_KEY_PATTERN, key):
             raise ConfigError(f"invalid cgroup v2 file name {key!r}: expected controller.file",
                               where=path)
         if key.startswith("cgroup.") and key not in UNIFIED_CORE_KEYS:

@@ -75,9 +75,22 @@ def cmd_run(argv, g) -> int:
 def cmd_state(argv, g) -> int:
     from hutch.oci import container
     _, pos = parse(argv, [], interspersed=True)
-    import json
-    print(json.dumps(container.get_state(g.root, _one_id(pos, "state")), indent="  "))
+    print(pretty_json(container.get_state(g.root, _one_id(pos, "state"))))
     return 0
+
+
+def pretty_json(obj, indent: str = "  ", level: int = 0) -> str:
+    """json.dumps(obj, indent="  "), byte for byte, without importing json (6 ms: re, enum)."""
+    from hutch import fastjson
+    pad, inner = indent * level, indent * (level + 1)
+    if isinstance(obj, dict) and obj:
+        items = [f"{inner}{fastjson.dumps(str(k))}: {pretty_json(v, indent, level + 1)}"
+                 for k, v in obj.items()]
+        return "{\n" + ",\n".join(items) + f"\n{pad}}}"
+    if isinstance(obj, (list, tuple)) and obj:
+        items = [f"{inner}{pretty_json(v, indent, level + 1)}" for v in obj]
+        return "[\n" + ",\n".join(items) + f"\n{pad}]"
+    return fastjson.dumps(obj)
 
 
 def cmd_list(argv, g) -> int:

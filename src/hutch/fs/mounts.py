@@ -58,6 +58,10 @@ class MountContext:
     has_netns: bool = True
     has_cgroupns: bool = False
     rootfs_real: str = ""
+    # Called once before the first cgroup mount: the launcher defers the container's
+    # cgroup join (and its cgroup namespace) until then, so the slow first cgroup.procs
+    # write runs in the parent while this process builds the rest of the rootfs.
+    before_cgroup: object = None
 
     def __post_init__(self) -> None:
         if not self.rootfs_real:
@@ -378,6 +382,9 @@ def own_cgroup_paths() -> dict[str, str]:
 def mount_cgroup(ctx: MountContext, dest: str, opts: MountOptions, where: str) -> None:
     """type "cgroup": cgroup2 on a unified host; on a v1/hybrid host a tmpfs holding one
     mount per v1 hierarchy (fresh in a cgroup namespace, else a bind of our own cgroup)."""
+    if ctx.before_cgroup is not None:
+        ready, ctx.before_cgroup = ctx.before_cgroup, None
+        ready()
     if mountapi.statfs_type("/sys/fs/cgroup") == mountapi.CGROUP2_SUPER_MAGIC:
         _mount_cgroup2(ctx, dest, opts, where)
     else:

@@ -151,8 +151,11 @@ def setup_rootfs(spec: dict, bundle: str, *, in_userns: bool, console_path: str 
     return rootfs
 
 
-def prepare_rootfs(spec: dict, bundle: str, *, in_userns: bool, console_path: str | None) -> str:
-    """Everything before pivot_root: propagation, the rootfs bind, spec mounts, /dev."""
+def prepare_rootfs(spec: dict, bundle: str, *, in_userns: bool, console_path: str | None,
+                   before_cgroup=None) -> str:
+    """Everything before pivot_root: propagation, the rootfs bind, spec mounts, /dev.
+
+    before_cgroup(), when given, runs once before the first cgroup mount (see MountContext)."""
     root = rootfs_path(spec, bundle)
     linux = spec.get("linux") or {}
     prop = linux.get("rootfsPropagation")
@@ -177,7 +180,8 @@ def prepare_rootfs(spec: dict, bundle: str, *, in_userns: bool, console_path: st
     try:
         ns = _namespaces(spec)
         ctx = MountContext(rootfs=root, root_fd=root_fd, in_userns=in_userns,
-                           has_netns="network" in ns, has_cgroupns="cgroup" in ns)
+                           has_netns="network" in ns, has_cgroupns="cgroup" in ns,
+                           before_cgroup=before_cgroup)
         for i, entry in enumerate(spec.get("mounts") or []):
             mount_entry(ctx, i, entry)
         if needs_dev_setup(spec):

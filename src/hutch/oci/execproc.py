@@ -3,10 +3,8 @@ section with the command-line overrides (as runc builds it)."""
 
 from __future__ import annotations
 
-import copy
-import json
-
-from hutch.errors import ConfigError
+from hutch import fastjson
+from hutch.errors import ConfigError, HutchError
 
 CAP_SETS_EXTENDED_BY_CAP_FLAG = ("bounding", "effective", "permitted", "ambient")
 
@@ -22,11 +20,11 @@ def parse_user(text: str) -> tuple[int, int | None]:
 def load_process_file(path: str) -> dict:
     try:
         with open(path) as f:
-            process = json.load(f)
+            process = fastjson.loads(f.read(), where="--process")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}", where="--process") from None
-    except ValueError as exc:
-        raise ConfigError(f"invalid JSON in {path}: {exc}", where="--process") from None
+    except HutchError as exc:
+        raise ConfigError(f"invalid JSON in {path}: {exc.message}", where="--process") from None
     if not isinstance(process, dict):
         raise ConfigError("must be a JSON object", where="--process")
     return process
@@ -36,7 +34,7 @@ def build_exec_process(base: dict, opts: dict, args: list[str]) -> dict:
     if opts.get("process"):
         process = load_process_file(opts["process"])
     else:
-        process = copy.deepcopy(base)
+        process = fastjson.loads(fastjson.dumps(base))   # a deep copy without importing copy
         process["args"] = list(args)
         process["terminal"] = bool(opts.get("tty"))
         env = [e for e in process.get("env") or []]

@@ -78,6 +78,10 @@ def stage1(launch, chan: Channel) -> None:
             if ns_type in fds:
                 hsys.setns(fds[ns_type], hsys.NAMESPACE_FLAGS[ns_type], ns_type)
         flags = launch.new_ns_flags & ~hsys.CLONE_NEWUSER
+        if launch.cgroup is not None:
+            # Stage 2 unshares the cgroup namespace once the parent has put it in its
+            # cgroup (see join_cgroup), so that the namespace's root is that cgroup.
+            flags &= ~hsys.CLONE_NEWCGROUP
         if flags:
             hsys.unshare(flags)
         if flags & hsys.CLONE_NEWTIME:
@@ -155,7 +159,10 @@ def stage2(launch, chan: Channel) -> None:
         from hutch.fs.rootfs import enter_rootfs, finish_rootfs, prepare_rootfs
         in_userns = bool(launch.new_ns_flags & hsys.CLONE_NEWUSER) or "user" in launch.ns_fds
 
-        rootfs = prepare_rootfs(spec, launch.bundle, in_userns=in_userns, console_path=None)
+        joined: list = []
+        rootfs = prepare_rootfs(spec, launch.bundle, in_userns=in_userns, console_path=None,
+                                before_cgroup=lambda: join_cgroup(launch, chan, joined))
+        join_cgroup(launch, chan, joined)
         # The spec's hook points: prestart/createRuntime (the parent runs them in the
         # runtime's namespaces) and createContainer (here) come after the mounts,
         # before pivot_root.
@@ -202,10 +209,23 @@ def exec_stage2(launch, chan: Channel) -> None:
             os.close(master)
             os.close(launch.console_fd)
         exe, env, plan = prepare_program(spec, console)
+        join_cgroup(launch, chan, [])
         chan.send("ready")
         finalize_and_exec(launch, exe, env, plan)
     except BaseException as exc:  # noqa: BLE001
         _report_and_exit(chan, exc)
+
+
+def join_cgroup(launch, chan: Channel, joined: list) -> None:
+    """Wait until the parent has put this process in the container's cgroup, then unshare
+    the cgroup namespace when the spec asks for a new one.  Runs once (`joined` records it),
+    before this process forks, mounts cgroupfs, runs hooks or execs."""
+    if launch.cgroup is None or joined:
+        return
+    joined.append(True)
+    chan.expect("cgroup")
+    if launch.new_ns_flags & hsys.CLONE_NEWCGROUP:
+        hsys.unshare(hsys.CLONE_NEWCGROUP)
 
 
 def preload_modules(launch) -> None:
@@ -214,8 +234,13 @@ def preload_modules(launch) -> None:
     host's Python install) the host's Python files are out of reach."""
     spec = launch.spec
     process = spec.get("process") or {}
-    names = ["resource", "hutch.oci.process", "hutch.security.process", "hutch.fs.rootfs",
-             "hutch.ns.loopback"]
+    names = ["resource", "hutch.oci.process", "hutch.security.process",
+             "hutch.sys.mountapi"]   # security.process checks /proc files with it
+    # Only what this launch uses: an exec builds no rootfs and unshares no network.
+    if launch.mode != "exec":
+        names.append("hutch.fs.rootfs")
+    if launch.new_ns_flags & hsys.CLONE_NEWNET:
+        names.append("hutch.ns.loopback")
     if (spec.get("linux") or {}).get("seccomp"):
         names += ["hutch.security.seccomp", "hutch.sys.seccomp"]
     if process.get("scheduler"):

@@ -172,8 +172,6 @@ def spawn(launch: Launch, on_prestart=None) -> Started:
     chan.as_parent()
     pid = 0
     try:
-        if launch.cgroup is not None:
-            launch.cgroup.add_pid(stage1_pid)
         if launch.new_ns_flags & hsys.CLONE_NEWUSER:
             chan.expect("userns")
             from hutch.ns.idmap import write_maps
@@ -181,6 +179,16 @@ def spawn(launch: Launch, on_prestart=None) -> Started:
         chan.send("go")
         pid = int(chan.expect("pid"))
         launch.host_pid = pid
+        if launch.cgroup is not None:
+            # The container process joins its cgroup while it builds its rootfs: the first
+            # cgroup.procs write waits for an RCU grace period (~15-20 ms here), which runc
+            # also overlaps with its child's work.  Stage 2 waits for "cgroup" before it
+            # forks, unshares its cgroup namespace, mounts cgroupfs, runs a hook or execs.
+            _add_to_cgroup(launch.cgroup, pid, chan)
+            try:
+                chan.send("cgroup")
+            except BrokenPipeError:
+                pass  # the child already failed: its report, read next, says why
         _reap(stage1_pid)   # the container process is our child from here on
         if not was_subreaper:
             hsys.prctl(hsys.PR_SET_CHILD_SUBREAPER, 0)
@@ -205,6 +213,27 @@ def spawn(launch: Launch, on_prestart=None) -> Started:
     if launch.mode == "create":
         chan.close()
     return Started(pid, chan)
+
+
+def _add_to_cgroup(manager, pid: int, chan: Channel) -> None:
+    try:
+        manager.add_pid(pid)
+    except HutchError:
+        _raise_child_report(chan)   # a container process that died first says why
+        raise
+
+
+def _raise_child_report(chan: Channel) -> None:
+    """If the child already reported an error on the channel, raise it (never blocks long)."""
+    import select
+    if not select.select([chan.fds()[0]], [], [], 0.1)[0]:
+        return
+    try:
+        verb, payload = chan.recv()
+    except ChannelClosed:
+        return
+    if verb == "error":
+        raise ChildError.decode(payload)
 
 
 def _reap(pid: int) -> None:
