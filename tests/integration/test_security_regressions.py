@@ -121,3 +121,14 @@ def test_last_cap_comes_from_the_kernel():
     from hutch.security.caps import last_cap
     with open("/proc/sys/kernel/cap_last_cap") as f:
         assert last_cap() == int(f.read())
+
+
+@pytest.mark.parametrize("flag,own", [((), True), (("--no-new-keyring",), False)])
+def test_container_gets_its_own_session_keyring(oci, bundle, flag, own):  # noqa: F811
+    """Keyrings are not namespaced: like runc, each container joins a session keyring of
+    its own (unless --no-new-keyring), so it cannot use the caller's keys."""
+    b = bundle(["cat", "/proc/keys"], linux={"maskedPaths": []})
+    cid = new_id()
+    res = oci.run(cid, b, *flag)
+    assert res.returncode == 0, res.stderr
+    assert (f"_ses.{cid}" in res.stdout) == own, res.stdout

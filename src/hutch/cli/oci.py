@@ -43,6 +43,7 @@ def cmd_create(argv, g) -> int:
     container.create(g.root, _one_id(pos, "create"), opts["bundle"],
                      console_socket=opts["console-socket"], pid_file=opts["pid-file"],
                      preserve_fds=int_flag(opts, "preserve-fds"), no_pivot=bool(opts["no-pivot"]),
+                     no_new_keyring=bool(opts["no-new-keyring"]),
                      systemd_cgroup=g.systemd_cgroup)
     return 0
 
@@ -62,14 +63,15 @@ def cmd_run(argv, g) -> int:
     if opts["detach"]:
         container.create(g.root, container_id, opts["bundle"], console_socket=opts["console-socket"],
                          pid_file=opts["pid-file"], preserve_fds=int_flag(opts, "preserve-fds"),
-                         no_pivot=bool(opts["no-pivot"]), systemd_cgroup=g.systemd_cgroup)
+                         no_pivot=bool(opts["no-pivot"]), systemd_cgroup=g.systemd_cgroup,
+                         no_new_keyring=bool(opts["no-new-keyring"]))
         container.start(g.root, container_id)
         return 0
     from hutch.oci.attach import run_attached
     return run_attached(g.root, container_id, opts["bundle"], console_socket=opts["console-socket"],
                         pid_file=opts["pid-file"], preserve_fds=int_flag(opts, "preserve-fds"),
                         no_pivot=bool(opts["no-pivot"]), systemd_cgroup=g.systemd_cgroup,
-                        keep=bool(opts["keep"]))
+                        keep=bool(opts["keep"]), no_new_keyring=bool(opts["no-new-keyring"]))
 
 
 def cmd_state(argv, g) -> int:

@@ -45,6 +45,7 @@ def receive_master(sock) -> int:
 def run_attached(root: str, container_id: str, bundle: str, *, spec: dict | None = None,
                  console_socket: str | None = None, pid_file: str | None = None,
                  preserve_fds: int = 0, no_pivot: bool = False, systemd_cgroup: bool = False,
+                 no_new_keyring: bool = False,
                  keep: bool = False, use_init: bool = False, cgroup: bool = True,
                  interactive: bool = True, stdio: tuple | None = None) -> int:
     """Create, start and wait for a container in the foreground; delete it afterwards."""
@@ -57,6 +58,7 @@ def run_attached(root: str, container_id: str, bundle: str, *, spec: dict | None
     try:
         state, started = container.create(root, container_id, bundle, spec=spec, console_socket=console_socket,
                                           pid_file=pid_file, preserve_fds=preserve_fds, no_pivot=no_pivot,
+                                          no_new_keyring=no_new_keyring,
                                           systemd_cgroup=systemd_cgroup, foreground=True, use_init=use_init,
                                           console_fd=theirs, cgroup=cgroup, stdio=stdio)
     finally:

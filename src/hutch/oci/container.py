@@ -107,6 +107,7 @@ def _hook_state(state: st.State, status: str, pid: int) -> dict:
 
 def create(root: str, container_id: str, bundle: str, *, console_socket: str | None = None,
            pid_file: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
+           no_new_keyring: bool = False,
            systemd_cgroup: bool = False, spec: dict | None = None, foreground: bool = False,
            use_init: bool = False, console_fd: int | None = None,
            cgroup: bool = True, stdio: tuple | None = None) -> tuple[st.State, object]:
@@ -160,6 +161,7 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
                 console_fd = sock_fd
             launch = prepare_launch(spec, bundle, container_id, "foreground" if foreground else "create",
                                     console_fd=console_fd, preserve_fds=preserve_fds, no_pivot=no_pivot,
+                                    new_keyring=not no_new_keyring,
                                     use_init=use_init, fifo_fd=fifo_fd, cgroup=manager,
                                     stdio=stdio)
             started = spawn(launch, on_prestart=lambda pid: _prestart_hooks(spec, state, pid))

@@ -156,6 +156,8 @@ def stage2(launch, chan: Channel) -> None:
             # read its own /proc files, which a non-dumpable process there cannot.
             hsys.prctl(hsys.PR_SET_DUMPABLE, 1)
         set_names(spec)
+        if launch.new_keyring:
+            join_own_keyring(launch.container_id)
         from hutch.fs.rootfs import enter_rootfs, finish_rootfs, prepare_rootfs
         in_userns = bool(launch.new_ns_flags & hsys.CLONE_NEWUSER) or "user" in launch.ns_fds
 
@@ -271,6 +273,17 @@ def prepare_program(spec: dict, console: int | None):
         from hutch.oci.console import make_controlling
         make_controlling(console)
     return exe, env, plan
+
+
+def join_own_keyring(container_id: str) -> None:
+    """A session keyring of the container's own: keyrings are not namespaced, and the
+    caller's session keyring may hold its secrets (runc does the same)."""
+    from hutch.errors import SysCallError
+    try:
+        hsys.join_session_keyring(f"_ses.{container_id}")   # the name runc gives it
+    except SysCallError as err:
+        if err.errno not in (38, 1):   # ENOSYS, EPERM (keyctl filtered by a seccomp sandbox)
+            raise
 
 
 def set_names(spec: dict) -> None:

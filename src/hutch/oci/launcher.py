@@ -27,6 +27,7 @@ class Launch:
     console_fd: int | None = None      # connected socket that receives the pty master
     preserve_fds: int = 0
     no_pivot: bool = False
+    new_keyring: bool = True           # a session keyring of its own (runc's default)
     use_init: bool = False             # keep a minimal init as PID 1 (hutch run)
     ns_fds: dict = field(default_factory=dict)   # OCI type -> open fd of a namespace to join
     new_ns_flags: int = 0

@@ -22,10 +22,10 @@ _syscall.restype = ctypes.c_long
 _SYSCALL_NUMBERS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "close_range": 436,
                "openat2": 437, "pidfd_open": 434, "pidfd_send_signal": 424, "seccomp": 317,
-               "landlock_create_ruleset": 444, "ioprio_set": 251},
+               "landlock_create_ruleset": 444, "ioprio_set": 251, "keyctl": 250},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "close_range": 436,
                 "openat2": 437, "pidfd_open": 434, "pidfd_send_signal": 424, "seccomp": 277,
-                "landlock_create_ruleset": 444, "ioprio_set": 30},
+                "landlock_create_ruleset": 444, "ioprio_set": 30, "keyctl": 219},
 }
 _NR = _SYSCALL_NUMBERS.get(os.uname().machine, _SYSCALL_NUMBERS["x86_64"])
 
@@ -179,3 +179,11 @@ def get_child_subreaper() -> bool:
     _check(_libc.prctl(ctypes.c_int(37), ctypes.byref(value), ctypes.c_ulong(0), ctypes.c_ulong(0),
                        ctypes.c_ulong(0)), "prctl", "PR_GET_CHILD_SUBREAPER")
     return bool(value.value)
+
+
+KEYCTL_JOIN_SESSION_KEYRING = 1
+
+
+def join_session_keyring(name: str) -> int:
+    """Give the caller a new session keyring called name (keyctl(2))."""
+    return syscall("keyctl", ctypes.c_int(KEYCTL_JOIN_SESSION_KEYRING), _fs(name), detail=name)
