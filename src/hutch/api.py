@@ -9,8 +9,8 @@
     ...     c.start(); c.state()["status"]
     'running'
 
-The calling process becomes a child subreaper (so it can wait for the container
-process, which is its grandchild), as the hutch command itself does.
+The container process is a child of the calling process (adopted from the
+intermediate process hutch forks), so wait() reaps it like a subprocess.
 """
 
 from __future__ import annotations
@@ -81,9 +81,8 @@ class Container:
         if self.pid is None:
             raise StateError("container not started")
         if self.returncode is None:
-            from hutch.oci.launcher import reap_other_children, wait_status
+            from hutch.oci.launcher import wait_status
             self.returncode = wait_status(self.pid)
-            reap_other_children()
             self._cleanup()
         return self.returncode
 

@@ -33,8 +33,10 @@ def test_run_never_builds_a_root_in_a_shared_mount_namespace(rootfs, args):
         "the caller's root must still be there"
 
 
-def test_oci_config_without_a_mount_namespace_is_refused(oci, bundle):  # noqa: F811
-    b = bundle(["true"], hostname=None, linux={"namespaces": [{"type": "pid"}]})
+@pytest.mark.parametrize("namespaces", [[{"type": "pid"}],
+                                        [{"type": "pid"}, {"type": "mount", "path": "/proc/1/ns/mnt"}]])
+def test_oci_config_without_a_mount_namespace_is_refused(oci, bundle, namespaces):  # noqa: F811
+    b = bundle(["true"], hostname=None, linux={"namespaces": namespaces})
     cid = new_id()
     res = oci.create(cid, b)
     assert res.returncode == 1
@@ -117,10 +119,22 @@ def test_api_does_not_leave_the_caller_a_subreaper(rootfs):
     assert value.value == 0
 
 
-def test_last_cap_comes_from_the_kernel():
-    from hutch.security.caps import last_cap
+def test_last_cap_comes_from_the_kernel(tmp_path):
+    """A fake /proc/sys/kernel/cap_last_cap (as a container could plant) must not lower
+    the number of capabilities the runtime drops."""
+    fake = tmp_path / "cap_last_cap"
+    fake.write_text("10\n")
+    code = ("import os, sys; from hutch.sys import libc; libc.unshare(libc.CLONE_NEWNS); "
+            "libc.mount(None, '/', None, libc.MS_REC | libc.MS_PRIVATE); "
+            f"libc.mount('{fake}', '/proc/sys/kernel/cap_last_cap', None, libc.MS_BIND); "
+            "assert open('/proc/sys/kernel/cap_last_cap').read() == '10\\n'; "
+            "from hutch.security.caps import last_cap; print(last_cap())")
+    import sys
+    import subprocess
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
     with open("/proc/sys/kernel/cap_last_cap") as f:
-        assert last_cap() == int(f.read())
+        assert int(out.stdout) == int(f.read()) > 10
 
 
 @pytest.mark.parametrize("flag,own", [((), True), (("--no-new-keyring",), False)])

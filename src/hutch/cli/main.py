@@ -22,7 +22,6 @@ COMMANDS = {
     "update": "hutch.cli.cgroups", "pause": "hutch.cli.cgroups", "resume": "hutch.cli.cgroups",
     "events": "hutch.cli.cgroups", "stats": "hutch.cli.cgroups",
     "ns": "hutch.cli.ns", "netns": "hutch.cli.netns",
-    "init": "hutch.cli.init",
 }
 
 USAGE = """usage: hutch [--root DIR] [--log FILE] [--log-format text|json] [--debug]
@@ -127,10 +126,27 @@ def main(argv: list[str] | None = None) -> int:
         return 1  # runc's: every error of an OCI verb exits 1
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # Output piped into e.g. `head`: not an error; keep Python from complaining at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+    except BrokenPipeError as err:
+        if _stdout_closed():
+            # Output piped into e.g. `head`: not an error; keep Python from complaining at exit.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return 0
+        return _os_error(err, command, g)
+    except OSError as err:   # e.g. --root naming a file, a full disk: still one line
+        return _os_error(err, command, g)
+
+
+def _stdout_closed() -> bool:
+    import select
+    poller = select.poll()
+    poller.register(1, select.POLLOUT)
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in poller.poll(0))
+
+
+def _os_error(err: OSError, command: str, g: GlobalOptions) -> int:
+    where = f"{err.filename}: " if err.filename else ""
+    report_error(Exception(f"{where}{err.strerror or err}"), g)
+    return 125 if command == "run" else 1
 
 
 def entry() -> None:

@@ -7,7 +7,7 @@ import os
 import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the start path)
 
 from hutch.oci import container
-from hutch.oci.launcher import reap_other_children, wait_status
+from hutch.oci.launcher import wait_status
 
 FORWARDED = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
              signal.SIGUSR2, signal.SIGCONT, signal.SIGALRM)
@@ -22,9 +22,7 @@ def forward_signals_to(pid: int) -> None:
 
 def wait_forwarding_signals(pid: int) -> int:
     forward_signals_to(pid)
-    code = wait_status(pid)
-    reap_other_children()
-    return code
+    return wait_status(pid)
 
 
 def console_pair() -> tuple[object, int]:
@@ -61,6 +59,10 @@ def run_attached(root: str, container_id: str, bundle: str, *, spec: dict | None
                                           no_new_keyring=no_new_keyring,
                                           systemd_cgroup=systemd_cgroup, foreground=True, use_init=use_init,
                                           console_fd=theirs, cgroup=cgroup, stdio=stdio)
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
     finally:
         if theirs is not None:
             os.close(theirs)
@@ -75,9 +77,7 @@ def run_attached(root: str, container_id: str, bundle: str, *, spec: dict | None
         if master is not None:
             from hutch.oci.tty import proxy
             proxy(master, interactive=interactive)
-        code = wait_status(started.pid)
-        reap_other_children()
-        return code
+        return wait_status(started.pid)
     finally:
         if not keep:
             container.delete(root, container_id, force=True)
@@ -90,6 +90,9 @@ def exec_with_tty(root: str, container_id: str, process: dict, *, pid_file: str 
     try:
         started = container.exec_process(root, container_id, process, pid_file=pid_file,
                                          preserve_fds=preserve_fds, console_fd=theirs)
+    except BaseException:
+        sock.close()
+        raise
     finally:
         os.close(theirs)
     master = receive_master(sock)

@@ -70,11 +70,17 @@ class Channel:
         return payload
 
     def close(self) -> None:
-        for fd in self._fds():
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        """Close this side's fds (or all four before as_parent/as_child); idempotent."""
+        names = (("_up_r", "_down_w") if self._is_parent else ("_down_r", "_up_w")) \
+            if self._is_parent is not None else ("_up_r", "_up_w", "_down_r", "_down_w")
+        for name in names:
+            fd = getattr(self, name)
+            if fd >= 0:
+                setattr(self, name, -1)
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
 
 class ChildError(Exception):

@@ -136,7 +136,7 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
                                      for ns in (spec.get("linux") or {}).get("namespaces") or ()})
         from hutch.oci.launcher import close_all, spawn
         launch = None
-        sock_fd = None
+        sock_fd = fifo_fd = None
         try:
             _write_json(os.path.join(directory, CONFIG_COPY), spec)
             if manager is not None:
@@ -150,7 +150,6 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
             st.save(root, state)
             if manager is not None:
                 manager.apply(resources)
-            fifo_fd = None
             if not foreground:
                 fifo = os.path.join(directory, FIFO_NAME)
                 os.mkfifo(fifo, 0o622)
@@ -177,8 +176,8 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
         finally:
             if launch is not None:
                 close_all(launch.ns_fds)
-                if launch.fifo_fd is not None:
-                    os.close(launch.fifo_fd)
+            if fifo_fd is not None:
+                os.close(fifo_fd)
             if sock_fd is not None:
                 os.close(sock_fd)
     return state, started

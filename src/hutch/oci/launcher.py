@@ -117,7 +117,7 @@ class Started:
 
     def release(self) -> None:
         """Foreground mode: let the process exec (its errors still come on the channel)."""
-        self.chan.send("start")
+        send(self.chan, "start")
 
     def exec_result(self) -> None:
         """Wait until the program was exec'd (EOF) or the child reports why not."""
@@ -142,42 +142,23 @@ def spawn(launch: Launch, on_prestart=None) -> Started:
 
     on_prestart(pid) runs the prestart/createRuntime hooks in the runtime's
     namespaces when the child has its mounts but has not pivoted yet."""
-    # Children enter the container non-dumpable: nothing inside can ptrace them or
-    # open their /proc files while they still hold host resources.
-    # (Not when rootless: an unprivileged parent could then not write the child's id maps,
-    # and the container can do nothing to it that its user could not do anyway.)
-    was_dumpable = hsys.prctl(hsys.PR_GET_DUMPABLE)
-    if os.geteuid() == 0:
-        hsys.prctl(hsys.PR_SET_DUMPABLE, 0)
+    from hutch.oci.init import preload_modules
+    preload_modules(launch)
     # Become the children's reaper so the container process (orphaned when stage 1
     # exits) stays ours to wait for; engines (conmon, shims) do the same above us.
     # Only until it is adopted: a library caller must not collect every later orphan.
     was_subreaper = hsys.get_child_subreaper()
     hsys.prctl(hsys.PR_SET_CHILD_SUBREAPER, 1)
-    from hutch.oci.init import preload_modules, stage1
-    preload_modules(launch)
+    pid = stage1_pid = 0
     chan = Channel()
-    # No signal may interrupt the child before it is inside stage 1's guard: a
-    # KeyboardInterrupt there would unwind into the caller's code in the child.
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-    stage1_pid = os.fork()
-    if stage1_pid == 0:
-        try:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            stage1(launch, chan)
-        finally:
-            os._exit(1)  # not reached: stage 1 ends in exec or _exit; never return into the caller
-    signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-    if was_dumpable:
-        hsys.prctl(hsys.PR_SET_DUMPABLE, was_dumpable)
-    chan.as_parent()
-    pid = 0
     try:
+        stage1_pid = _fork_stage1(launch, chan)
+        chan.as_parent()
         if launch.new_ns_flags & hsys.CLONE_NEWUSER:
             chan.expect("userns")
             from hutch.ns.idmap import write_maps
             write_maps(stage1_pid, launch.uid_maps, launch.gid_maps)
-        chan.send("go")
+        send(chan, "go")
         pid = int(chan.expect("pid"))
         launch.host_pid = pid
         if launch.cgroup is not None:
@@ -186,18 +167,13 @@ def spawn(launch: Launch, on_prestart=None) -> Started:
             # also overlaps with its child's work.  Stage 2 waits for "cgroup" before it
             # forks, unshares its cgroup namespace, mounts cgroupfs, runs a hook or execs.
             _add_to_cgroup(launch.cgroup, pid, chan)
-            try:
-                chan.send("cgroup")
-            except BrokenPipeError:
-                pass  # the child already failed: its report, read next, says why
+            send(chan, "cgroup")
         _reap(stage1_pid)   # the container process is our child from here on
-        if not was_subreaper:
-            hsys.prctl(hsys.PR_SET_CHILD_SUBREAPER, 0)
         if launch.mode != "exec" and launch.pre_pivot_hooks:
             chan.expect("prestart")
             if on_prestart:
                 on_prestart(pid)
-            chan.send("go")
+            send(chan, "go")
         chan.expect("ready")
     except ChildError as err:
         _abort(stage1_pid, pid, chan)
@@ -214,6 +190,43 @@ def spawn(launch: Launch, on_prestart=None) -> Started:
     if launch.mode == "create":
         chan.close()
     return Started(pid, chan)
+
+
+def _fork_stage1(launch: Launch, chan: Channel) -> int:
+    """Fork stage 1 non-dumpable with every signal blocked, restoring both in the parent."""
+    from hutch.oci.init import stage1
+    # Children enter the container non-dumpable: nothing inside can ptrace them or
+    # open their /proc files while they still hold host resources.
+    # (Not when rootless: an unprivileged parent could then not write the child's id maps;
+    # stage 1 makes itself non-dumpable once they are written.)
+    was_dumpable = hsys.prctl(hsys.PR_GET_DUMPABLE)
+    if os.geteuid() == 0:
+        hsys.prctl(hsys.PR_SET_DUMPABLE, 0)
+    # No signal may interrupt the child before it is inside stage 1's guard: a
+    # KeyboardInterrupt there would unwind into the caller's code in the child.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+                stage1(launch, chan)
+            finally:
+                os._exit(1)  # not reached: stage 1 ends in exec or _exit; never return into the caller
+        return pid
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if was_dumpable:
+            hsys.prctl(hsys.PR_SET_DUMPABLE, was_dumpable)
+
+
+def send(chan: Channel, verb: str) -> None:
+    """Send to the child; if it is gone, raise its own report (or say it died)."""
+    try:
+        chan.send(verb)
+    except BrokenPipeError:
+        _raise_child_report(chan)
+        raise HutchError("container process exited during setup") from None
 
 
 def _add_to_cgroup(manager, pid: int, chan: Channel) -> None:
@@ -259,26 +272,16 @@ def _abort(stage1_pid: int, pid: int, chan: Channel) -> None:
 
 
 def wait_status(pid: int) -> int:
-    """Wait for pid (our child or adopted orphan); return a shell-style exit code."""
+    """Wait for pid (our child: the adopted container process); a shell-style exit code."""
     while True:
         try:
             _, status = os.waitpid(pid, 0)
             break
         except ChildProcessError:
-            return 0
+            raise HutchError(f"lost track of process {pid}: its exit status is unknown") from None
         except InterruptedError:
             continue
     if os.WIFSIGNALED(status):
         return 128 + os.WTERMSIG(status)
     return os.waitstatus_to_exitcode(status)
 
-
-def reap_other_children() -> None:
-    """Collect adopted orphans (we are a subreaper) without blocking."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return

@@ -27,7 +27,7 @@ _SYSCALL_NUMBERS = {
                 "openat2": 437, "pidfd_open": 434, "pidfd_send_signal": 424, "seccomp": 277,
                 "landlock_create_ruleset": 444, "ioprio_set": 30, "keyctl": 219},
 }
-_NR = _SYSCALL_NUMBERS.get(os.uname().machine, _SYSCALL_NUMBERS["x86_64"])
+_NR = _SYSCALL_NUMBERS.get(os.uname().machine, {})   # other machines: a clear error, never wrong numbers
 
 
 def _fs(value: str | bytes | None) -> bytes | None:
@@ -42,6 +42,9 @@ def _check(ret: int, call: str, detail: str | None = None) -> int:
 
 def syscall(name: str, *args, detail: str | None = None) -> int:
     """Invoke a raw syscall by name (from the table above)."""
+    if name not in _NR:
+        from hutch.errors import HutchError
+        raise HutchError(f"{name}: no syscall number known for {os.uname().machine}")
     return _check(_syscall(ctypes.c_long(_NR[name]), *args), name, detail)
 
 
@@ -92,7 +95,8 @@ def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 
 
 def set_name(name: str) -> None:
     """Set the calling thread's comm (what ps and lsns show), up to 15 bytes."""
-    prctl(PR_SET_NAME, ctypes.cast(ctypes.c_char_p(name.encode()[:15]), ctypes.c_void_p).value)
+    buf = ctypes.create_string_buffer(name.encode()[:15])   # kept alive across the call
+    prctl(PR_SET_NAME, ctypes.addressof(buf))
 
 
 def personality(persona: int) -> int:
