@@ -53,7 +53,8 @@ def to_oci(mappings: list[IdMapping]) -> list[dict]:
 def check_mapping(m: IdMapping, where: str) -> IdMapping:
     if m.size < 1:
         raise ConfigError("id map size must be at least 1", where=where)
-    if m.container_id + m.size - 1 > MAX_ID or m.host_id + m.size - 1 > MAX_ID:
+    # The kernel rejects a range whose end wraps its u32 (first + size must stay below 2^32).
+    if m.container_id + m.size > MAX_ID or m.host_id + m.size > MAX_ID:
         raise ConfigError("id map range exceeds 2^32-1", where=where)
     return m
 

@@ -311,16 +311,20 @@ def kill(root: str, container_id: str, sig: int, all_processes: bool = False) ->
         from hutch import cgroups
         cgroups.from_state(state.cgroup).kill_all(sig)
         return
-    signal_pid(state.pid, sig)
+    signal_pid(state.pid, sig, state.pid_start)
 
 
-def signal_pid(pid: int, sig: int) -> None:
+def signal_pid(pid: int, sig: int, start_time: int | None = None) -> None:
+    """Signal pid through a pidfd; with start_time, only if pid is still that process
+    (checked after the pidfd pins it, so a recycled pid is never signalled)."""
     from hutch import sys as hsys
     try:
         fd = hsys.pidfd_open(pid)
     except OSError:
         raise StateError("container not running") from None
     try:
+        if start_time is not None and proc.start_time(pid) != start_time:
+            raise StateError("container not running")
         hsys.pidfd_send_signal(fd, sig)
     finally:
         os.close(fd)
@@ -348,7 +352,7 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
 
 def _kill_and_wait(state: st.State, manager) -> None:
     try:
-        signal_pid(state.pid, signal.SIGKILL)
+        signal_pid(state.pid, signal.SIGKILL, state.pid_start)
     except StateError:
         pass
     if manager is not None:
@@ -414,6 +418,9 @@ def exec_process(root: str, container_id: str, process: dict, *, console_socket:
                     preserve_fds=preserve_fds, cgroup=manager)
     try:
         launch.ns_fds = container_ns_fds(state.pid, spec)
+        if not proc.is_alive(state.pid, state.pid_start):
+            # The pid was recycled while we opened its namespaces: they are not the container's.
+            raise StateError("container not running")
         started = spawn(launch)
         if pid_file:
             write_pid_file(pid_file, started.pid)

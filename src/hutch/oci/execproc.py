@@ -75,4 +75,6 @@ def build_exec_process(base: dict, opts: dict, args: list[str]) -> dict:
         to_mask(names, where=f"process.capabilities.{cap_set}")
     process.setdefault("cwd", "/")
     process.setdefault("user", {"uid": 0, "gid": 0})
+    from hutch.oci.validate import validate_process
+    validate_process(process)
     return process

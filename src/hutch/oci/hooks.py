@@ -45,16 +45,19 @@ def run_one(hook: dict, payload: bytes, where: str) -> None:
     args = hook.get("args") or [path]
     env = hook.get("env")
     timeout = hook.get("timeout")
-    r, w = os.pipe()
+    # The state goes in a memory file, not a pipe: a hook that never reads its stdin
+    # cannot block us before its timeout starts, however large the state is.
+    state_fd = os.memfd_create("hutch-hook-state", os.MFD_CLOEXEC)
     try:
+        os.write(state_fd, payload)
+        os.lseek(state_fd, 0, os.SEEK_SET)
         pid = os.fork()
     except OSError as exc:
-        os.close(r)
-        os.close(w)
+        os.close(state_fd)
         raise HutchError(f"cannot start hook {path}: {exc.strerror}", where=where) from None
     if pid == 0:
         try:
-            os.dup2(r, 0)
+            os.dup2(state_fd, 0)
             # A hook must not hold the runtime's sync pipes or the container's fds.
             hsys.close_range(3)
             if env is None:
@@ -62,12 +65,7 @@ def run_one(hook: dict, payload: bytes, where: str) -> None:
             os.execve(path, args, dict(e.split("=", 1) for e in env if "=" in e))
         finally:
             os._exit(127)
-    os.close(r)
-    try:
-        os.write(w, payload)
-    except BrokenPipeError:
-        pass
-    os.close(w)
+    os.close(state_fd)
     status = _wait(pid, timeout)
     if status is None:
         raise HutchError(f"hook {path} timed out after {timeout}s", where=where)

@@ -146,10 +146,17 @@ def _lock(root: str, container_id: str, create: bool) -> tuple[str, int]:
     elif not os.path.isdir(directory):
         raise NotFoundError(f"container {container_id} does not exist")
     lock_path = os.path.join(root, f".{container_id}.lock")
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except BaseException:
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            # `delete` unlinks the lock file while holding it: a waiter that then gets the
+            # lock on the old inode must retry on the current file, or two could "hold" it.
+            if os.fstat(fd).st_ino == os.stat(lock_path).st_ino:
+                return directory, fd
+        except FileNotFoundError:
+            pass
+        except BaseException:
+            os.close(fd)
+            raise
         os.close(fd)
-        raise
-    return directory, fd

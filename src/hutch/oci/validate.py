@@ -742,3 +742,8 @@ def _check_schema(value, schema, where: str) -> None:
                     _fail(_at(where, key), "is required")
                 continue
             _check_schema(fields[key], field_schema, _at(where, key))
+
+
+def validate_process(process, where: str = "process") -> None:
+    """Check one process object (as `exec --process FILE` gives it) like config.json's."""
+    _check_process(process, where)
