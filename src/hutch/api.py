@@ -22,8 +22,8 @@ from hutch.record import fields
 
 from hutch.errors import ConfigError, StateError
 from hutch.oci import container as lifecycle
-from hutch.oci.runspec import RunOptions, build_spec
-from hutch.oci.state import DEFAULT_ROOT
+from hutch.oci.runspec import RunOptions, build_spec, check_rootfs
+from hutch.oci.state import default_root
 
 _OPTION_NAMES = {f.name for f in fields(RunOptions)}
 
@@ -37,12 +37,6 @@ def _options(args, kwargs) -> RunOptions:
     return RunOptions(args=list(args), **kwargs)
 
 
-def _check_rootfs(options: RunOptions) -> None:
-    if options.rootfs is not None and not os.path.isdir(options.rootfs):
-        raise ConfigError(f"root filesystem {options.rootfs} does not exist or is not a directory",
-                          where="--rootfs")
-
-
 class Container:
     """A container you start, wait for, signal and inspect.
 
@@ -51,9 +45,9 @@ class Container:
     file descriptors (or objects with fileno()) for the container's stdio.
     """
 
-    def __init__(self, args, *, root: str = DEFAULT_ROOT, stdin=None, stdout=None, stderr=None, **options):
+    def __init__(self, args, *, root: str | None = None, stdin=None, stdout=None, stderr=None, **options):
         self.options = _options(args, options)
-        self.root = root
+        self.root = root or default_root()
         self.id = self.options.container_id()
         self.pid: int | None = None
         self.returncode: int | None = None
@@ -63,7 +57,7 @@ class Container:
     def start(self) -> "Container":
         if self.pid is not None:
             raise StateError("container already started")
-        _check_rootfs(self.options)
+        check_rootfs(self.options)
         spec = build_spec(self.options, self.id)
         self._state, started = lifecycle.create(
             self.root, self.id, os.getcwd(), spec=spec, foreground=True, use_init=self.options.init,
@@ -127,7 +121,7 @@ def _fileno(stream, default: int) -> int:
 
 
 def run(args, *, capture_output: bool = False, input: bytes | None = None, check: bool = False,
-        root: str = DEFAULT_ROOT, stdin=None, stdout=None, stderr=None, **options):
+        root: str | None = None, stdin=None, stdout=None, stderr=None, **options):
     """Run args in a new container and wait, like subprocess.run.
 
     Returns subprocess.CompletedProcess (stdout/stderr as bytes when captured).

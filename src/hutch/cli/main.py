@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from hutch.oci.state import default_root
 from hutch.record import dataclass, field
 
 # command -> module implementing it (imported lazily)
@@ -45,14 +46,6 @@ _FLAG_GLOBALS = {"--debug": "debug", "--systemd-cgroup": "systemd_cgroup",
                  "--no-new-keyring": None, "--rootless": None}
 _VALUE_GLOBALS = {"--root": "root", "--log": "log", "--log-format": "log_format",
                   "--criu": None, "--rootless": None}
-
-
-def default_root() -> str:
-    """/run/hutch for root (runc: /run/runc); a per-user directory otherwise."""
-    if os.geteuid() == 0:
-        return "/run/hutch"
-    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
-    return os.path.join(runtime_dir, "hutch") if runtime_dir else f"/tmp/hutch-{os.geteuid()}"
 
 
 @dataclass

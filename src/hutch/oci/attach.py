@@ -106,11 +106,8 @@ def exec_with_tty(root: str, container_id: str, process: dict, *, pid_file: str 
 def run_container(options, root: str) -> int:
     """What `hutch run` does: build the spec from RunOptions, stay attached to our
     stdio (stdin only with -i), a pty with -t, and clean up at exit."""
-    from hutch.errors import ConfigError
-    from hutch.oci.runspec import build_spec
-    if options.rootfs is not None and not os.path.isdir(options.rootfs):
-        raise ConfigError(f"root filesystem {options.rootfs} does not exist or is not a directory",
-                          where="--rootfs")
+    from hutch.oci.runspec import build_spec, check_rootfs
+    check_rootfs(options)
     container_id = options.container_id()
     spec = build_spec(options, container_id)
     collect_stale_runs(root)

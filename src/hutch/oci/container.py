@@ -97,14 +97,6 @@ def prepare_launch(spec: dict, bundle: str, container_id: str, mode: str, **kw):
     return launch
 
 
-def _hook_state(state: st.State, status: str, pid: int) -> dict:
-    out = {"ociVersion": st.OCI_VERSION, "id": state.id, "status": status, "pid": pid,
-           "bundle": state.bundle}
-    if state.annotations:
-        out["annotations"] = state.annotations
-    return out
-
-
 def create(root: str, container_id: str, bundle: str, *, console_socket: str | None = None,
            pid_file: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
            no_new_keyring: bool = False,
@@ -185,7 +177,7 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
 
 def _prestart_hooks(spec: dict, state: st.State, pid: int) -> None:
     from hutch.oci.hooks import run_hooks
-    hook_state = _hook_state(state, "creating", pid)
+    hook_state = state.oci("creating", pid)
     run_hooks(spec, "prestart", hook_state)
     run_hooks(spec, "createRuntime", hook_state)
 
@@ -241,8 +233,7 @@ def start(root: str, container_id: str) -> st.State:
         _open_fifo_and_release(fifo, state)
         state.status = "running"
         st.save(root, state)
-    from hutch.oci.hooks import run_hooks_warn
-    run_hooks_warn(load_spec(root, state), "poststart", _hook_state(state, "running", state.pid))
+    _poststart(root, state)
     return state
 
 
@@ -267,20 +258,17 @@ def _open_fifo_and_release(fifo: str, state: st.State) -> None:
     os.unlink(fifo)
 
 
+def _poststart(root: str, state: st.State) -> None:
+    from hutch.oci.hooks import run_hooks_warn
+    run_hooks_warn(load_spec(root, state), "poststart", state.oci("running", state.pid))
+
+
 def get_state(root: str, container_id: str) -> dict:
-    state = st.load(root, container_id)
-    out = state.oci()
-    out.update(rootfs=state.rootfs, created=state.created, owner=state.owner)
-    return out
+    return st.load(root, container_id).listing()
 
 
 def list_containers(root: str) -> list[dict]:
-    out = []
-    for state in st.list_states(root):
-        entry = state.oci()
-        entry.update(rootfs=state.rootfs, created=state.created, owner=state.owner)
-        out.append(entry)
-    return out
+    return [state.listing() for state in st.list_states(root)]
 
 
 SIGNAL_NAMES = {name: getattr(signal, name) for name in dir(signal)
@@ -394,7 +382,7 @@ def _destroy(root: str, state: st.State, manager, spec: dict | None) -> None:
         pass
     if spec:
         from hutch.oci.hooks import run_hooks_warn
-        run_hooks_warn(spec, "poststop", _hook_state(state, "stopped", 0))
+        run_hooks_warn(spec, "poststop", state.oci("stopped", 0))
 
 
 def exec_process(root: str, container_id: str, process: dict, *, console_socket: str | None = None,
@@ -437,5 +425,4 @@ def release(root: str, state: st.State, started) -> None:
     state.status = "running"
     st.save(root, state)
     started.exec_result()
-    from hutch.oci.hooks import run_hooks_warn
-    run_hooks_warn(load_spec(root, state), "poststart", _hook_state(state, "running", state.pid))
+    _poststart(root, state)

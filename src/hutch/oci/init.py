@@ -309,12 +309,10 @@ def enter_cwd(cwd: str) -> None:
 def run_container_hooks(spec: dict, name: str, launch, pid: int) -> None:
     if (spec.get("hooks") or {}).get(name):
         from hutch.oci.hooks import run_hooks
-        from hutch.oci.state import OCI_VERSION
-        state = {"ociVersion": OCI_VERSION, "id": launch.container_id,
-                 "status": "creating" if name == "createContainer" else "created",
-                 "pid": launch.host_pid or pid, "bundle": launch.bundle,
-                 "annotations": spec.get("annotations") or {}}
-        run_hooks(spec, name, state)
+        from hutch.oci.state import oci_state
+        run_hooks(spec, name, oci_state(launch.container_id,
+                                        "creating" if name == "createContainer" else "created",
+                                        launch.host_pid or pid, launch.bundle, spec.get("annotations")))
 
 
 def wait_for_start(launch, chan: Channel) -> None:

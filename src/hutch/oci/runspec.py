@@ -10,9 +10,11 @@ import os
 from hutch.record import dataclass, field
 
 from hutch.errors import ConfigError
+from hutch.oci.process import DEFAULT_PATH
+from hutch.oci.state import OCI_VERSION
 
 HOST_ROOT = "hutch:host"   # the built-in default root: host system dirs read-only
-DEFAULT_ENV_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_ENV_PATH = "PATH=" + DEFAULT_PATH
 SHAREABLE = ("pid", "network", "ipc", "uts", "cgroup")   # never mount: the root is built in it
 SHARE_ALIASES = {"net": "network", "mnt": "mount"}
 OCI_MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
@@ -61,6 +63,12 @@ class RunOptions:
         return self.name or "run-" + os.urandom(6).hex()
 
 
+def check_rootfs(o: RunOptions) -> None:
+    if o.rootfs is not None and not os.path.isdir(o.rootfs):
+        raise ConfigError(f"root filesystem {o.rootfs} does not exist or is not a directory",
+                          where="--rootfs")
+
+
 def build_spec(o: RunOptions, container_id: str) -> dict:
     if not o.args:
         raise ConfigError("no command given: hutch run [OPTIONS] -- CMD [ARGS...]", where="command")
@@ -85,7 +93,7 @@ def build_spec(o: RunOptions, container_id: str) -> dict:
     if o.sysctl:
         linux["sysctl"] = dict(_key_value(s, "--sysctl") for s in o.sysctl)
     spec = {
-        "ociVersion": "1.2.0",
+        "ociVersion": OCI_VERSION,
         "process": _process(o),
         "root": {"path": os.path.abspath(o.rootfs) if o.rootfs else HOST_ROOT, "readonly": o.read_only},
         "hostname": o.hostname or (container_id[:63] if "uts" not in _shared(o) else None),

@@ -23,6 +23,14 @@ from hutch.errors import ConfigError, HutchError, NotFoundError, StateError
 from hutch.sys import proc
 
 DEFAULT_ROOT = "/run/hutch"
+
+
+def default_root() -> str:
+    """/run/hutch for root (runc: /run/runc); a per-user directory otherwise."""
+    if os.geteuid() == 0:
+        return DEFAULT_ROOT
+    runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
+    return os.path.join(runtime_dir, "hutch") if runtime_dir else f"/tmp/hutch-{os.geteuid()}"
 OCI_VERSION = "1.2.0"
 
 
@@ -56,14 +64,26 @@ class State:
             return "paused"
         return self.status if self.status in ("created", "running") else "running"
 
-    def oci(self) -> dict:
-        """The state object of the runtime spec (what `state` prints and hooks read)."""
-        status = self.live_status()
-        out = {"ociVersion": OCI_VERSION, "id": self.id, "status": status,
-               "pid": self.pid if status != "stopped" else 0, "bundle": self.bundle}
-        if self.annotations:
-            out["annotations"] = self.annotations
+    def oci(self, status: str | None = None, pid: int | None = None) -> dict:
+        """The state object of the runtime spec (what `state` prints and hooks read);
+        status and pid as the process shows them unless given (hooks name the phase)."""
+        status = status or self.live_status()
+        if pid is None:
+            pid = self.pid if status != "stopped" else 0
+        return oci_state(self.id, status, pid, self.bundle, self.annotations)
+
+    def listing(self) -> dict:
+        """What `state` and `list --format json` print: the OCI state plus runc's extras."""
+        out = self.oci()
+        out.update(rootfs=self.rootfs, created=self.created, owner=self.owner)
         return out
+
+
+def oci_state(container_id: str, status: str, pid: int, bundle: str, annotations: dict | None) -> dict:
+    out = {"ociVersion": OCI_VERSION, "id": container_id, "status": status, "pid": pid, "bundle": bundle}
+    if annotations:
+        out["annotations"] = annotations
+    return out
 
 
 def validate_id(container_id: str) -> str:
