@@ -20,7 +20,7 @@ import signal as _signal
 
 from hutch.record import fields
 
-from hutch.errors import ConfigError, StateError
+from hutch.errors import StateError
 from hutch.oci import container as lifecycle
 from hutch.oci.runspec import RunOptions, build_spec, check_rootfs
 from hutch.oci.state import default_root
