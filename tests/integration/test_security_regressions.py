@@ -146,3 +146,26 @@ def test_container_gets_its_own_session_keyring(oci, bundle, flag, own):  # noqa
     res = oci.run(cid, b, *flag)
     assert res.returncode == 0, res.stderr
     assert (f"_ses.{cid}" in res.stdout) == own, res.stdout
+
+
+def test_state_of_a_create_killed_half_way_is_collected(tmp_path, rootfs):
+    """A `hutch run` SIGKILLed inside create leaves a "creating" state that no process
+    will ever finish: the next run removes it (but never one whose create holds its lock)."""
+    import fcntl
+    from hutch.oci import state as st
+    from helpers.run import hutch_executable
+    root = str(tmp_path / "state")
+    os.makedirs(root, mode=0o711)
+    for cid in ("run-abandoned", "run-busy"):
+        os.mkdir(os.path.join(root, cid))
+        st.save(root, st.State(id=cid, bundle="/", status="creating", annotations={"org.hutch.run": "true"}))
+    busy = os.open(os.path.join(root, ".run-busy.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(busy, fcntl.LOCK_EX)   # as a create in progress holds it
+    try:
+        import subprocess
+        res = subprocess.run([hutch_executable(), "--root", root, "run", "--rootfs", str(rootfs), "--", "true"],
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0, res.stderr
+        assert sorted(e for e in os.listdir(root) if not e.startswith(".")) == ["run-busy"]
+    finally:
+        os.close(busy)

@@ -125,8 +125,13 @@ def collect_stale_runs(root: str) -> None:
     from hutch.errors import HutchError
     from hutch.oci import state as st
     for state in st.list_states(root):
-        if state.annotations.get("org.hutch.run") == "true" and state.live_status() == "stopped":
-            try:
+        if state.annotations.get("org.hutch.run") != "true":
+            continue
+        status = state.live_status()
+        try:
+            if status == "stopped":
                 container.delete(root, state.id, force=True)
-            except HutchError:
-                pass
+            elif status == "creating" and not st.is_locked(root, state.id):
+                container.delete_abandoned(root, state.id)   # its create was killed half-way
+        except HutchError:
+            pass

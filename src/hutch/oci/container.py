@@ -338,6 +338,20 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         _destroy(root, state, manager, spec=load_spec(root, state))
 
 
+def delete_abandoned(root: str, container_id: str) -> None:
+    """Remove a container whose create died half-way: re-checked under its lock, so a
+    create that is merely slow (it holds the lock) is never touched."""
+    with st.locked(root, container_id):
+        state = st.load(root, container_id)
+        if state.status != "creating":
+            return
+        manager = None
+        if state.cgroup:
+            from hutch import cgroups
+            manager = cgroups.from_state(state.cgroup)
+        _destroy(root, state, manager, spec=None)
+
+
 def _kill_and_wait(state: st.State, manager) -> None:
     try:
         signal_pid(state.pid, signal.SIGKILL, state.pid_start)

@@ -151,6 +151,21 @@ class locked:
         os.close(self.fd)
 
 
+def is_locked(root: str, container_id: str) -> bool:
+    """True while some command holds the container's lock (e.g. a create in progress)."""
+    try:
+        fd = os.open(os.path.join(root, f".{container_id}.lock"), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
 def _lock(root: str, container_id: str, create: bool) -> tuple[str, int]:
     directory = container_dir(root, container_id)
     if create:
