@@ -17,6 +17,8 @@ import uuid
 
 import pytest
 
+from helpers.host import wait_child as _wait_child
+
 from hutch.oci import state as oci_state
 from hutch.sys import proc
 
@@ -34,19 +36,6 @@ def run(cmd, **kw) -> subprocess.CompletedProcess:
 
 def _ino(pid, ns_type) -> int:
     return os.stat(f"/proc/{pid}/ns/{ns_type}").st_ino
-
-
-def _wait_child(parent: int, comm: str) -> int:
-    for _ in range(500):
-        for child in proc.children_pids(parent):
-            try:
-                with open(f"/proc/{child}/comm") as f:
-                    if f.read().strip() == comm:
-                        return child
-            except OSError:
-                pass
-        time.sleep(0.01)
-    raise RuntimeError(f"no {comm} child of {parent}")
 
 
 class Spawned:

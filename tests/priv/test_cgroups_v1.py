@@ -13,25 +13,13 @@ import uuid
 
 import pytest
 
+from helpers.host import openable, read
+
 import hutch.cgroups as cg
 from hutch.errors import HutchError
 
 V1 = "/sys/fs/cgroup"
 pytestmark = pytest.mark.skipif(cg.detect(V1) != "v1", reason="needs a cgroup v1 (hybrid) host")
-
-
-def openable(dev: str) -> bool:
-    """Precondition for device tests: the host itself lets us open dev."""
-    try:
-        open(dev, "rb").close()
-        return True
-    except OSError:
-        return False
-
-
-def read(path: str) -> str:
-    with open(path) as f:
-        return f.read().strip()
 
 
 class Child:

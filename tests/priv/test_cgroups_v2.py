@@ -12,26 +12,14 @@ import uuid
 
 import pytest
 
+from helpers.host import openable, read
+
 import hutch.cgroups as cg
 from hutch.errors import HutchError
 
 UNIFIED = "/sys/fs/cgroup/unified"
 pytestmark = pytest.mark.skipif(not os.path.exists(f"{UNIFIED}/cgroup.procs"),
                                 reason="needs a cgroup2 mount at /sys/fs/cgroup/unified")
-
-
-def openable(dev: str) -> bool:
-    """Precondition for device tests: the host itself lets us open dev."""
-    try:
-        open(dev, "rb").close()
-        return True
-    except OSError:
-        return False
-
-
-def read(path: str) -> str:
-    with open(path) as f:
-        return f.read().strip()
 
 
 def events(d: str) -> dict:

@@ -13,6 +13,8 @@ import uuid
 
 import pytest
 
+from helpers.host import wait_child as _wait_child
+
 import hutch.ns
 from hutch.errors import ConfigError, HutchError, NotFoundError
 from hutch.oci import state as oci_state
@@ -28,20 +30,6 @@ def _ino(pid, ns_type) -> int:
 
 def _mount_points() -> list[str]:
     return [m.mount_point for m in proc.read_mountinfo()]
-
-
-def _wait_child(parent: int, comm: str) -> int:
-    """The pid of parent's child once it runs `comm` (unshare -f forks, then execs)."""
-    for _ in range(500):
-        for child in proc.children_pids(parent):
-            try:
-                with open(f"/proc/{child}/comm") as f:
-                    if f.read().strip() == comm:
-                        return child
-            except OSError:
-                pass
-        time.sleep(0.01)
-    raise RuntimeError(f"no {comm} child of {parent}")
 
 
 def _spawn(args: list[str], comm: str = "sleep"):
