@@ -23,12 +23,17 @@ from hutch.cgroups.paths import DEFAULT_ROOT, detect  # noqa: F401  (light: os/p
 
 
 def for_container(container_id: str, cgroups_path: str | None, systemd: bool = False,
-                  root: str = DEFAULT_ROOT):
-    """The manager for a container's cgroup (nothing is created until create())."""
+                  root: str = DEFAULT_ROOT, annotations: dict | None = None):
+    """The manager for a container's cgroup (nothing is created until create()).
+
+    systemd=True: the container's cgroup is a systemd scope (cgroupsPath is
+    slice:prefix:name); annotations org.systemd.property.* become unit properties."""
     from hutch.cgroups import paths
     if systemd:
         paths.parse_systemd_path(container_id, cgroups_path)
         paths.require_systemd()
+        from hutch.cgroups.systemd import SystemdManager
+        return SystemdManager.for_container(container_id, cgroups_path, root).with_annotations(annotations)
     if detect(root) == "v2":
         from hutch.cgroups.v2 import V2Manager
         return V2Manager.for_container(container_id, cgroups_path, root)
@@ -46,6 +51,9 @@ def from_state(data: dict):
     if driver == "v2":
         from hutch.cgroups.v2 import V2Manager
         return V2Manager.from_state(data)
+    if driver == "systemd":
+        from hutch.cgroups.systemd import SystemdManager
+        return SystemdManager.from_state(data)
     raise StateError("the container has no cgroup recorded in its state", where="cgroup")
 
 

@@ -111,8 +111,6 @@ def require_systemd() -> None:
         raise HutchError("systemd is not running on this host (no /run/systemd/system): "
                          "run without --systemd-cgroup to use the cgroupfs driver",
                          where="--systemd-cgroup")
-    raise HutchError("the systemd cgroup driver is not supported by hutch yet: run without "
-                     "--systemd-cgroup", where="--systemd-cgroup")
 
 
 def join(mount_dir: str, cgroup_path: str) -> str:

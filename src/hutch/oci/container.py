@@ -68,7 +68,8 @@ def _cgroup_manager(spec: dict, container_id: str, systemd: bool):
     cgroupsPath (hutch run without limits skips cgroups to start faster)."""
     linux = spec.get("linux") or {}
     from hutch import cgroups
-    manager = cgroups.for_container(container_id, linux.get("cgroupsPath"), systemd=systemd)
+    manager = cgroups.for_container(container_id, linux.get("cgroupsPath"), systemd=systemd,
+                                    annotations=spec.get("annotations"))
     resources = dict(linux.get("resources") or {})
     if linux.get("devices"):
         # Device nodes the config creates must also be allowed (runc adds these rules).
@@ -159,6 +160,8 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
             state.pid = started.pid
             state.pid_start = proc.start_time(started.pid)
             state.status = "created"
+            if manager is not None:
+                state.cgroup = manager.to_state()   # what placing the process made too
             st.save(root, state)
             if pid_file:
                 write_pid_file(pid_file, started.pid)

@@ -59,8 +59,8 @@ def features() -> dict:
         "linux": {
             "namespaces": sorted(validate.NAMESPACE_TYPES),
             "capabilities": sorted(CAPABILITIES, key=CAPABILITIES.get),
-            # cgroup v1 and v2 are driven through the filesystem; no systemd driver.
-            "cgroup": {"v1": True, "v2": True, "systemd": False, "systemdUser": False},
+            # v1 and v2 through the file system; systemd (--systemd-cgroup) as root only.
+            "cgroup": {"v1": True, "v2": True, "systemd": True, "systemdUser": False},
             "seccomp": seccomp_features(),
             # hutch loads no AppArmor profile and sets no SELinux label.
             "apparmor": {"enabled": False},

@@ -1,0 +1,268 @@
+"""`--systemd-cgroup`: containers in systemd scopes, against a real systemd.
+
+The host's PID 1 is not systemd, so each module boots the Debian systemd as PID 1 of
+a throw-away machine (tests/helpers/systemd_machine.py) and drives the runtime inside
+it as a transient service, as containerd's shim would run runc.  The unit properties
+and cgroup files hutch produces are compared with runc's for the same bundle.
+
+Run with HUTCH_TEST_RUNTIME=/usr/sbin/runc to check the tests against runc itself.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import pytest
+
+from helpers import systemd_machine
+from helpers.bundle import DEFAULT_CONFIG
+from helpers.systemd_machine import SystemdMachine
+
+pytestmark = pytest.mark.skipif(systemd_machine.available() is not None,
+                                reason=str(systemd_machine.available()))
+
+MiB = 1 << 20
+V1_HIERARCHIES = ("cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "blkio", "pids",
+                  "systemd", "unified")
+
+
+@pytest.fixture(scope="module")
+def machine(tmp_path_factory):
+    m = SystemdMachine(tmp_path_factory.mktemp("machine"), tmp_path_factory.getbasetemp())
+    m.start()
+    yield m
+    m.stop()
+
+
+def runtime_cmd(machine: SystemdMachine, runtime: str, *args: str, detach: bool = False):
+    """The runtime with --systemd-cgroup inside the machine.  A detached container keeps
+    its stdio: give it /dev/null, so the service ends when the runtime does."""
+    argv = [runtime, "--systemd-cgroup", *args]
+    if detach:
+        argv = ["sh", "-c", '"$@" </dev/null >/dev/null 2>/tmp/runtime.err; rc=$?; '
+                'cat /tmp/runtime.err >&2; exit $rc', "sh", *argv]
+    return machine.run(argv)
+
+
+def container_cgroups(machine: SystemdMachine, runtime: str, cid: str) -> dict[str, str]:
+    state = json.loads(runtime_cmd(machine, runtime, "state", cid).stdout)
+    text = machine.enter(["cat", f"/proc/{state['pid']}/cgroup"]).stdout
+    out = {}
+    for line in text.splitlines():
+        _, ctls, path = line.split(":", 2)
+        out[ctls.removeprefix("name=") or "unified"] = path
+    return out
+
+
+@pytest.fixture
+def created(machine, bundle, runtime):
+    """Factory: create a container in the machine; everything is deleted at the end."""
+    made = []
+
+    def factory(cid: str, rt: str = runtime, args=("sleep", "1000"), **config):
+        b = bundle(list(args), **config)
+        res = runtime_cmd(machine, rt, "create", "--bundle", str(b), cid, detach=True)
+        assert res.returncode == 0, res.stderr
+        made.append((rt, cid))
+        return b
+    yield factory
+    for rt, cid in made:
+        runtime_cmd(machine, rt, "delete", "--force", cid)
+
+
+def unit_gone(machine: SystemdMachine, unit: str) -> bool:
+    return machine.show(unit, "LoadState")["LoadState"] == "not-found"
+
+
+def test_container_lives_in_its_scope_with_its_limits(machine, created, runtime):
+    cid = f"sd-{uuid.uuid4().hex[:6]}"
+    created(cid, linux={"cgroupsPath": f"system.slice:hutchtest:{cid}",
+                        "resources": {"memory": {"limit": 64 * MiB}, "pids": {"limit": 20}}})
+    unit = f"hutchtest-{cid}.scope"
+    props = machine.show(unit, "ActiveState", "Slice", "Delegate", "ControlGroup", "TasksMax")
+    assert props["ActiveState"] == "active"
+    assert props["Slice"] == "system.slice" and props["Delegate"] == "yes"
+    assert props["TasksMax"] == "20"
+    path = f"/system.slice/{unit}"
+    assert props["ControlGroup"] == path
+    # every hierarchy, including those systemd does not manage on v1 (cpuset, freezer)
+    groups = container_cgroups(machine, runtime, cid)
+    assert set(groups.values()) == {path}, groups
+    if machine.layout == "hybrid":
+        assert machine.cgroup_file("memory", path, "memory.limit_in_bytes") == str(64 * MiB)
+        assert machine.cgroup_file("pids", path, "pids.max") == "20"
+
+    assert runtime_cmd(machine, runtime, "start", cid).returncode == 0
+    assert runtime_cmd(machine, runtime, "kill", cid, "KILL").returncode == 0
+    res = runtime_cmd(machine, runtime, "delete", "--force", cid)
+    assert res.returncode == 0, res.stderr
+    assert unit_gone(machine, unit)
+    for h in V1_HIERARCHIES if machine.layout == "hybrid" else ("unified",):
+        assert not machine.cgroup_exists(h, path), h
+
+
+def test_exec_joins_the_scope(machine, created, runtime):
+    cid = f"sd-{uuid.uuid4().hex[:6]}"
+    created(cid, linux={"cgroupsPath": f"system.slice:hutchtest:{cid}"})
+    assert runtime_cmd(machine, runtime, "start", cid).returncode == 0
+    res = runtime_cmd(machine, runtime, "exec", cid, "cat", "/proc/self/cgroup")
+    assert res.returncode == 0, res.stderr
+    # the container has its own cgroup namespace: its scope is its root
+    assert {line.split(":", 2)[2] for line in res.stdout.splitlines()} == {"/"}
+    state = json.loads(runtime_cmd(machine, runtime, "state", cid).stdout)
+    tasks = machine.enter(["cat", f"/sys/fs/cgroup/pids/system.slice/hutchtest-{cid}.scope/tasks"]
+                          if machine.layout == "hybrid" else
+                          ["cat", f"/sys/fs/cgroup/system.slice/hutchtest-{cid}.scope/cgroup.procs"]).stdout
+    assert str(state["pid"]) in tasks.split()
+
+
+def test_update_changes_unit_and_files(machine, created, runtime):
+    cid = f"sd-{uuid.uuid4().hex[:6]}"
+    created(cid, linux={"cgroupsPath": f"system.slice:hutchtest:{cid}",
+                        "resources": {"pids": {"limit": 20}}})
+    unit = f"hutchtest-{cid}.scope"
+    res = runtime_cmd(machine, runtime, "update", "--pids-limit", "33", "--memory", "100m", cid)
+    assert res.returncode == 0, res.stderr
+    props = machine.show(unit, "TasksMax", "MemoryLimit", "MemoryMax")
+    assert props["TasksMax"] == "33"
+    assert str(100 * MiB) in (props.get("MemoryLimit"), props.get("MemoryMax"))
+    if machine.layout == "hybrid":
+        path = f"/system.slice/{unit}"
+        assert machine.cgroup_file("pids", path, "pids.max") == "33"
+        assert machine.cgroup_file("memory", path, "memory.limit_in_bytes") == str(100 * MiB)
+
+
+def test_pause_and_resume_freeze_the_scope(machine, created, runtime):
+    cid = f"sd-{uuid.uuid4().hex[:6]}"
+    created(cid, linux={"cgroupsPath": f"system.slice:hutchtest:{cid}"})
+    assert runtime_cmd(machine, runtime, "start", cid).returncode == 0
+    path = f"/system.slice/hutchtest-{cid}.scope"
+    assert runtime_cmd(machine, runtime, "pause", cid).returncode == 0
+    if machine.layout == "hybrid":
+        assert machine.cgroup_file("freezer", path, "freezer.state") == "FROZEN"
+    assert json.loads(runtime_cmd(machine, runtime, "state", cid).stdout)["status"] == "paused"
+    assert runtime_cmd(machine, runtime, "resume", cid).returncode == 0
+    assert json.loads(runtime_cmd(machine, runtime, "state", cid).stdout)["status"] == "running"
+
+
+def test_exited_container_leaves_nothing_after_delete(machine, created, runtime):
+    cid = f"sd-{uuid.uuid4().hex[:6]}"
+    created(cid, args=("true",), linux={"cgroupsPath": f"system.slice:hutchtest:{cid}"})
+    assert runtime_cmd(machine, runtime, "start", cid).returncode == 0
+    for _ in range(100):
+        if json.loads(runtime_cmd(machine, runtime, "state", cid).stdout)["status"] == "stopped":
+            break
+    res = runtime_cmd(machine, runtime, "delete", cid)
+    assert res.returncode == 0, res.stderr
+    unit = f"hutchtest-{cid}.scope"
+    assert unit_gone(machine, unit)
+    for h in V1_HIERARCHIES if machine.layout == "hybrid" else ("unified",):
+        assert not machine.cgroup_exists(h, f"/system.slice/{unit}"), h
+
+
+@pytest.mark.parametrize("path, words", [
+    ("/not/a/systemd/path", "slice:prefix:name"),
+    ("nodots:hutchtest:x", "slice"),
+    ("a--b.slice:hutchtest:x", "slice"),
+])
+def test_bad_cgroups_path_is_refused_before_anything(machine, bundle, runtime, path, words):
+    cid = f"sd-{uuid.uuid4().hex[:6]}"
+    b = bundle(["true"], linux={"cgroupsPath": path})
+    res = runtime_cmd(machine, runtime, "create", "--bundle", str(b), cid, detach=True)
+    assert res.returncode == 1
+    assert words in res.stderr and "Traceback" not in res.stderr
+    assert cid not in runtime_cmd(machine, runtime, "list", "-q").stdout.split()
+
+
+# --- differential: the same bundle through runc -----------------------------------------
+
+RESOURCES = {
+    "memory": {"limit": 96 * MiB},
+    "cpu": {"shares": 512, "quota": 30000, "period": 50000, "cpus": "0", "mems": "0"},
+    "pids": {"limit": 40},
+    "devices": [{"allow": False, "access": "rwm"},
+                {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"},
+                {"allow": True, "type": "b", "major": 7, "minor": -1, "access": "r"}],
+}
+PROPERTIES = ["Slice", "Delegate", "DefaultDependencies", "MemoryAccounting", "CPUAccounting",
+              "TasksAccounting", "BlockIOAccounting", "IOAccounting", "MemoryLimit", "MemoryMax",
+              "CPUShares", "CPUWeight", "CPUQuotaPerSecUSec", "CPUQuotaPeriodUSec", "TasksMax",
+              "AllowedCPUs", "AllowedMemoryNodes", "DevicePolicy", "DeviceAllow",
+              "TimeoutStopUSec"]
+FILES = {"memory": ["memory.limit_in_bytes"], "cpu": ["cpu.shares", "cpu.cfs_quota_us",
+                                                      "cpu.cfs_period_us"],
+         "cpuset": ["cpuset.cpus", "cpuset.mems"], "pids": ["pids.max"],
+         "devices": ["devices.list"]}
+
+
+def test_same_unit_and_files_as_runc(machine, created, hutch_bin, runc_bin):
+    tag = uuid.uuid4().hex[:6]
+    config = {"resources": RESOURCES}
+    annotations = {"org.systemd.property.TimeoutStopUSec": "uint64 7000000"}
+    created(f"runc-{tag}", rt=runc_bin, annotations=annotations,
+            linux=dict(config, cgroupsPath=f"system.slice:difftest:runc-{tag}"))
+    created(f"hutch-{tag}", rt=hutch_bin, annotations=annotations,
+            linux=dict(config, cgroupsPath=f"system.slice:difftest:hutch-{tag}"))
+    theirs = machine.show(f"difftest-runc-{tag}.scope", *PROPERTIES)
+    ours = machine.show(f"difftest-hutch-{tag}.scope", *PROPERTIES)
+    assert ours == theirs
+    assert ours["TimeoutStopUSec"] == "7s" and ours["DevicePolicy"] == "strict"
+    for ctl, names in FILES.items():
+        for name in names:
+            a = machine.cgroup_file(ctl, f"/system.slice/difftest-runc-{tag}.scope", name)
+            b = machine.cgroup_file(ctl, f"/system.slice/difftest-hutch-{tag}.scope", name)
+            assert sorted(a.splitlines()) == sorted(b.splitlines()), f"{ctl}/{name}"
+
+
+# --- systemd in its unified (cgroup v2) mode ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def unified_machine(tmp_path_factory):
+    m = SystemdMachine(tmp_path_factory.mktemp("machine-v2"), tmp_path_factory.getbasetemp(),
+                       layout="unified")
+    m.start()
+    yield m
+    m.stop()
+
+
+# the default mounts plus /dev/fuse, a device outside runc's default allowed ones
+FUSE_MOUNT = DEFAULT_CONFIG["mounts"] + [{"destination": "/dev/fuse", "type": "bind",
+                                          "source": "/dev/fuse", "options": ["bind"]}]
+
+
+def test_unified_scope_with_device_rules_like_runc(unified_machine, bundle, hutch_bin, runc_bin):
+    m = unified_machine
+    tag = uuid.uuid4().hex[:6]
+    devices = [{"allow": False, "access": "rwm"},
+               {"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"}]
+    made = []
+    try:
+        for rt, name in ((runc_bin, f"runc-{tag}"), (hutch_bin, f"hutch-{tag}")):
+            # /dev/fuse (10:229) is outside the rules and runc's default allowed devices
+            b = bundle(["sleep", "1000"], linux={"cgroupsPath": f"system.slice:difftest:{name}",
+                                                 "resources": {"devices": devices}},
+                       mounts=FUSE_MOUNT)
+            res = runtime_cmd(m, rt, "create", "--bundle", str(b), name, detach=True)
+            assert res.returncode == 0, res.stderr
+            made.append((rt, name))
+        props = ["ControlGroup", "Delegate", "DevicePolicy", "DeviceAllow", "IOAccounting"]
+        theirs = m.show(f"difftest-runc-{tag}.scope", *props)
+        ours = m.show(f"difftest-hutch-{tag}.scope", *props)
+        assert ours["ControlGroup"] == f"/system.slice/difftest-hutch-{tag}.scope"
+        theirs.pop("ControlGroup"), ours.pop("ControlGroup")
+        assert ours == theirs
+        # the device rules hold in both containers alike: /dev/null yes, /dev/fuse no
+        outputs = []
+        for rt, name in made:
+            assert runtime_cmd(m, rt, "start", name).returncode == 0
+            res = runtime_cmd(m, rt, "exec", name, "sh", "-c",
+                              "echo x > /dev/null && echo null-ok; cat /dev/fuse 2>&1")
+            outputs.append(res.stdout)
+        assert "null-ok" in outputs[1] and "Operation not permitted" in outputs[1], outputs
+        assert outputs[0] == outputs[1]
+    finally:
+        for rt, name in made:
+            runtime_cmd(m, rt, "delete", "--force", name)
+    assert unit_gone(m, f"difftest-hutch-{tag}.scope")
+    assert not m.cgroup_exists("unified", f"/system.slice/difftest-hutch-{tag}.scope")
