@@ -231,10 +231,13 @@ class SystemdMachine:
         return res
 
     def run(self, argv: list[str], check: bool = False, timeout: float = 60,
-            **kw) -> subprocess.CompletedProcess:
-        """Run argv as a transient service of the machine's systemd, stdio piped."""
-        env = ["-E", f"PATH={os.environ.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"]
-        res = self.enter(["systemd-run", "--wait", "--pipe", "--quiet", "--collect", *env,
+            env: dict | None = None, properties: tuple = (), **kw) -> subprocess.CompletedProcess:
+        """Run argv as a transient service of the machine's systemd, stdio piped;
+        properties: unit settings like 'KillMode=process'."""
+        variables = dict(PATH=os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), **(env or {}))
+        options = [f"--setenv={k}={v}" for k, v in variables.items()]
+        options += [f"--property={p}" for p in properties]
+        res = self.enter(["systemd-run", "--wait", "--pipe", "--quiet", "--collect", *options,
                           "--", *argv], check=False, timeout=timeout, **kw)
         if check and res.returncode != 0:
             raise AssertionError(f"{argv} failed ({res.returncode}): {res.stderr}{res.stdout}")

@@ -266,3 +266,59 @@ def test_unified_scope_with_device_rules_like_runc(unified_machine, bundle, hutc
             runtime_cmd(m, rt, "delete", "--force", name)
     assert unit_gone(m, f"difftest-hutch-{tag}.scope")
     assert not m.cgroup_exists("unified", f"/system.slice/difftest-hutch-{tag}.scope")
+
+
+# --- podman with its systemd cgroup manager ----------------------------------------------
+
+PODMAN = r"""
+set -e
+d=/tmp/podman-$TAG; mkdir -p $d
+printf '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n[engine]\nevents_logger = "file"\n' > $d/containers.conf
+export CONTAINERS_CONF=$d/containers.conf
+exec podman --root $d/root --runroot $d/run --tmpdir $d/tmp --network-config-dir $d/net \
+  --runtime "$RT" --cgroup-manager systemd "$@"
+"""
+
+
+def podman(machine: SystemdMachine, runtime: str, tag: str, *args: str):
+    """podman (storage in the machine's /tmp, gone with it) with runtime as its OCI runtime.
+    podman leaves a detached container's conmon in its own cgroup, here the service's:
+    KillMode=process lets the service end without killing it."""
+    return machine.run(["sh", "-c", PODMAN, "podman", *args], env={"RT": runtime, "TAG": tag},
+                       properties=("KillMode=process",), timeout=120)
+
+
+def libpod_units(machine: SystemdMachine) -> list[str]:
+    out = machine.enter(["systemctl", "list-units", "--all", "--plain", "--no-legend",
+                         "libpod-*"]).stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+@pytest.mark.skipif(not __import__("shutil").which("podman"), reason="podman is not installed")
+def test_podman_systemd_manager_same_as_runc(machine, rootfs, hutch_bin, runc_bin):
+    script = ("sed 's/libpod-[0-9a-f]*\\.scope/libpod-ID.scope/' /proc/self/cgroup; "
+              "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max")
+    outputs = {}
+    for name, rt in (("runc", runc_bin), ("hutch", hutch_bin)):
+        res = podman(machine, rt, name, "run", "--rm", "--network", "none", "--memory", "64m",
+                     "--pids-limit", "50", "--rootfs", str(rootfs), "sh", "-c", script)
+        assert res.returncode == 0, res.stdout + res.stderr
+        outputs[name] = res.stdout
+    assert outputs["hutch"] == outputs["runc"]
+    assert "/machine.slice/libpod-ID.scope" in outputs["hutch"] and "67108864" in outputs["hutch"]
+    assert libpod_units(machine) == []
+
+
+@pytest.mark.skipif(not __import__("shutil").which("podman"), reason="podman is not installed")
+def test_podman_detached_stop_and_rm_leave_no_unit(machine, rootfs, runtime):
+    res = podman(machine, runtime, "detached", "run", "-d", "--network", "none", "--rootfs",
+                 str(rootfs), "sleep", "1000")
+    assert res.returncode == 0, res.stderr
+    cid = res.stdout.strip().splitlines()[-1]
+    try:
+        assert f"libpod-{cid}.scope" in libpod_units(machine)
+        res = podman(machine, runtime, "detached", "exec", cid, "cat", "/proc/self/cgroup")
+        assert f"libpod-{cid}.scope" in res.stdout, res.stderr
+    finally:
+        podman(machine, runtime, "detached", "rm", "-f", "-t", "0", cid)
+    assert libpod_units(machine) == []
