@@ -175,6 +175,21 @@ def test_bad_cgroups_path_is_refused_before_anything(machine, bundle, runtime, p
     assert cid not in runtime_cmd(machine, runtime, "list", "-q").stdout.split()
 
 
+def test_limit_the_kernel_refuses_leaves_no_unit(machine, bundle, runtime):
+    """The unit exists before the cgroup files are written: a refusal must stop it."""
+    cid = f"sd-{uuid.uuid4().hex[:6]}"
+    cpus = str(__import__("os").cpu_count() + 8)        # a CPU this machine does not have
+    b = bundle(["true"], linux={"cgroupsPath": f"system.slice:hutchtest:{cid}",
+                                "resources": {"cpu": {"cpus": cpus}}})
+    res = runtime_cmd(machine, runtime, "create", "--bundle", str(b), cid, detach=True)
+    assert res.returncode == 1
+    assert "cpus" in res.stderr and "Traceback" not in res.stderr
+    assert unit_gone(machine, f"hutchtest-{cid}.scope")
+    assert cid not in runtime_cmd(machine, runtime, "list", "-q").stdout.split()
+    for h in V1_HIERARCHIES if machine.layout == "hybrid" else ("unified",):
+        assert not machine.cgroup_exists(h, f"/system.slice/hutchtest-{cid}.scope"), h
+
+
 # --- differential: the same bundle through runc -----------------------------------------
 
 RESOURCES = {

@@ -180,13 +180,11 @@ class SystemdManager:
             return
         self._start_unit(pid)
         self.started = True
-        try:
-            self.fs.create()                # hierarchies systemd does not manage
-            self.fs.add_pid(pid)
-            self.fs.apply(self._pending)
-        except BaseException:
-            self.destroy_quietly()
-            raise
+        # On a refusal the caller kills pid, then destroy() stops the unit: stopping it
+        # first would wait for a container init that ignores systemd's SIGTERM.
+        self.fs.create()                    # hierarchies systemd does not manage
+        self.fs.add_pid(pid)
+        self.fs.apply(self._pending)
 
     def _start_unit(self, pid: int) -> None:
         from hutch.sys import dbus
@@ -233,6 +231,12 @@ class SystemdManager:
         """Stop the unit (systemd removes its cgroups), then remove what the backend made."""
         from hutch.sys import dbus
         if self.started:
+            # systemd would stop the scope with SIGTERM and wait out its stop timeout for
+            # a PID 1 that ignores it: whatever is left is killed first, as runc's cgroupfs
+            # destroy does.
+            if self.fs.exists() and self.fs.pids():
+                self.fs.kill_all()
+                self.fs.wait_empty(timeout=5.0)
             try:
                 job = self._call("StopUnit", "ss", (self.unit, "replace"))
                 self._wait_job(job[0])
