@@ -11,6 +11,9 @@ Run with HUTCH_TEST_RUNTIME=/usr/sbin/runc to check the tests against runc itsel
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import time
 import uuid
 
 import pytest
@@ -108,13 +111,9 @@ def test_exec_joins_the_scope(machine, created, runtime):
     assert runtime_cmd(machine, runtime, "start", cid).returncode == 0
     res = runtime_cmd(machine, runtime, "exec", cid, "cat", "/proc/self/cgroup")
     assert res.returncode == 0, res.stderr
-    # the container has its own cgroup namespace: its scope is its root
+    # The exec'd process joined the init's cgroup namespace, rooted at the scope: "/" means
+    # it is in the scope itself in every hierarchy (else it would show a "/.." path).
     assert {line.split(":", 2)[2] for line in res.stdout.splitlines()} == {"/"}
-    state = json.loads(runtime_cmd(machine, runtime, "state", cid).stdout)
-    tasks = machine.enter(["cat", f"/sys/fs/cgroup/pids/system.slice/hutchtest-{cid}.scope/tasks"]
-                          if machine.layout == "hybrid" else
-                          ["cat", f"/sys/fs/cgroup/system.slice/hutchtest-{cid}.scope/cgroup.procs"]).stdout
-    assert str(state["pid"]) in tasks.split()
 
 
 def test_update_changes_unit_and_files(machine, created, runtime):
@@ -178,7 +177,7 @@ def test_bad_cgroups_path_is_refused_before_anything(machine, bundle, runtime, p
 def test_limit_the_kernel_refuses_leaves_no_unit(machine, bundle, runtime):
     """The unit exists before the cgroup files are written: a refusal must stop it."""
     cid = f"sd-{uuid.uuid4().hex[:6]}"
-    cpus = str(__import__("os").cpu_count() + 8)        # a CPU this machine does not have
+    cpus = str(os.cpu_count() + 8)        # a CPU this machine does not have
     b = bundle(["true"], linux={"cgroupsPath": f"system.slice:hutchtest:{cid}",
                                 "resources": {"cpu": {"cpus": cpus}}})
     res = runtime_cmd(machine, runtime, "create", "--bundle", str(b), cid, detach=True)
@@ -188,6 +187,34 @@ def test_limit_the_kernel_refuses_leaves_no_unit(machine, bundle, runtime):
     assert cid not in runtime_cmd(machine, runtime, "list", "-q").stdout.split()
     for h in V1_HIERARCHIES if machine.layout == "hybrid" else ("unified",):
         assert not machine.cgroup_exists(h, f"/system.slice/hutchtest-{cid}.scope"), h
+
+
+def test_failed_unit_is_reset_on_delete(machine, created, runtime):
+    """A scope systemd failed (here: past RuntimeMaxSec=) stays loaded until reset."""
+    if os.path.basename(runtime) == "runc":
+        pytest.xfail("runc 1.1 leaves the failed unit loaded (checked: this test fails with it)")
+    cid = f"sd-{uuid.uuid4().hex[:6]}"
+    unit = f"hutchtest-{cid}.scope"
+    # the init ignores systemd's SIGTERM: a short stop timeout makes it SIGKILL soon
+    created(cid, annotations={"org.systemd.property.RuntimeMaxUSec": "uint64 300000",
+                              "org.systemd.property.TimeoutStopUSec": "uint64 200000"},
+            linux={"cgroupsPath": f"system.slice:hutchtest:{cid}"})
+    for _ in range(200):
+        if machine.show(unit, "ActiveState")["ActiveState"] == "failed":
+            break
+        time.sleep(0.05)
+    assert machine.show(unit, "ActiveState")["ActiveState"] == "failed"
+    res = runtime_cmd(machine, runtime, "delete", "--force", cid)
+    assert res.returncode == 0, res.stderr
+    assert unit_gone(machine, unit)
+
+
+def test_native_run_goes_in_a_scope(machine, rootfs, hutch_bin):
+    res = machine.run([hutch_bin, "--systemd-cgroup", "run", "--name", "sdrun", "--share", "cgroup",
+                       "--rootfs", str(rootfs), "--", "cat", "/proc/self/cgroup"])
+    assert res.returncode == 0, res.stderr
+    assert "/system.slice/hutch-sdrun.scope" in res.stdout
+    assert unit_gone(machine, "hutch-sdrun.scope")
 
 
 # --- differential: the same bundle through runc -----------------------------------------
@@ -223,11 +250,38 @@ def test_same_unit_and_files_as_runc(machine, created, hutch_bin, runc_bin):
     ours = machine.show(f"difftest-hutch-{tag}.scope", *PROPERTIES)
     assert ours == theirs
     assert ours["TimeoutStopUSec"] == "7s" and ours["DevicePolicy"] == "strict"
+    compare_files(machine, tag)
+    # an update of the quota alone keeps the period (systemd's property needs both)
+    for rt, name in ((runc_bin, f"runc-{tag}"), (hutch_bin, f"hutch-{tag}")):
+        res = runtime_cmd(machine, rt, "update", "--cpu-quota", "40000", name)
+        assert res.returncode == 0, res.stderr
+    theirs = machine.show(f"difftest-runc-{tag}.scope", *PROPERTIES)
+    ours = machine.show(f"difftest-hutch-{tag}.scope", *PROPERTIES)
+    assert ours == theirs and ours["CPUQuotaPerSecUSec"] == "800ms"
+    compare_files(machine, tag)
+
+
+def compare_files(machine: SystemdMachine, tag: str) -> None:
     for ctl, names in FILES.items():
         for name in names:
             a = machine.cgroup_file(ctl, f"/system.slice/difftest-runc-{tag}.scope", name)
             b = machine.cgroup_file(ctl, f"/system.slice/difftest-hutch-{tag}.scope", name)
             assert sorted(a.splitlines()) == sorted(b.splitlines()), f"{ctl}/{name}"
+
+
+def test_no_device_rules_means_runcs_defaults(machine, created, hutch_bin, runc_bin):
+    tag = uuid.uuid4().hex[:6]
+    for rt, name in ((runc_bin, f"runc-{tag}"), (hutch_bin, f"hutch-{tag}")):
+        created(name, rt=rt, linux={"cgroupsPath": f"system.slice:difftest:{name}",
+                                    "resources": {"devices": None}})
+    props = ["DevicePolicy", "DeviceAllow"]
+    ours = machine.show(f"difftest-hutch-{tag}.scope", *props)
+    assert ours == machine.show(f"difftest-runc-{tag}.scope", *props)
+    assert ours["DevicePolicy"] == "strict"
+    if machine.layout == "hybrid":
+        a = machine.cgroup_file("devices", f"/system.slice/difftest-runc-{tag}.scope", "devices.list")
+        b = machine.cgroup_file("devices", f"/system.slice/difftest-hutch-{tag}.scope", "devices.list")
+        assert sorted(a.splitlines()) == sorted(b.splitlines())
 
 
 # --- systemd in its unified (cgroup v2) mode ---------------------------------------------
@@ -285,6 +339,8 @@ def test_unified_scope_with_device_rules_like_runc(unified_machine, bundle, hutc
 
 # --- podman with its systemd cgroup manager ----------------------------------------------
 
+needs_podman = pytest.mark.skipif(not shutil.which("podman"), reason="podman is not installed")
+
 PODMAN = r"""
 set -e
 d=/tmp/podman-$TAG; mkdir -p $d
@@ -309,7 +365,7 @@ def libpod_units(machine: SystemdMachine) -> list[str]:
     return [line.split()[0] for line in out.splitlines() if line.strip()]
 
 
-@pytest.mark.skipif(not __import__("shutil").which("podman"), reason="podman is not installed")
+@needs_podman
 def test_podman_systemd_manager_same_as_runc(machine, rootfs, hutch_bin, runc_bin):
     script = ("sed 's/libpod-[0-9a-f]*\\.scope/libpod-ID.scope/' /proc/self/cgroup; "
               "cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/pids/pids.max")
@@ -324,7 +380,7 @@ def test_podman_systemd_manager_same_as_runc(machine, rootfs, hutch_bin, runc_bi
     assert libpod_units(machine) == []
 
 
-@pytest.mark.skipif(not __import__("shutil").which("podman"), reason="podman is not installed")
+@needs_podman
 def test_podman_detached_stop_and_rm_leave_no_unit(machine, rootfs, runtime):
     res = podman(machine, runtime, "detached", "run", "-d", "--network", "none", "--rootfs",
                  str(rootfs), "sleep", "1000")

@@ -100,3 +100,35 @@ def test_same_files_as_runc(bundle, runc_bin, tmp_path):
         subprocess.run([runc_bin, "--root", state_root, "delete", "-f", cid],
                        capture_output=True, timeout=60)
         m.destroy()
+
+
+@pytest.mark.parametrize("rules", [
+    [],                                                                  # none: runc's defaults
+    [{"allow": True, "type": "c", "major": 1, "minor": 3, "access": "rw"}],   # no leading deny
+    [{"allow": True, "access": "rwm"}, {"allow": False, "type": "c", "major": 1, "minor": 9,
+                                        "access": "rwm"}],              # allow-all with a hole
+])
+def test_device_rules_start_from_deny_all_like_runc(bundle, runc_bin, tmp_path, rules):
+    """runc's device cgroup starts deny-all whatever the list opens with; a v1 cgroup
+    starts allow-all, so the rules alone are not enough."""
+    tag = uuid.uuid4().hex[:8]
+    runc_path, hutch_path = f"/hutch-test-runc-{tag}", f"/hutch-test-diff-{tag}"
+    cid = f"hutch-test-{tag}"
+    b = bundle(["sleep", "30"], linux={"cgroupsPath": runc_path, "resources": {"devices": rules}})
+    state_root = str(tmp_path / "runc-state")
+    err_path = tmp_path / "runc.err"
+    with open(err_path, "w") as err:
+        run = subprocess.run([runc_bin, "--root", state_root, "run", "-d", "--bundle", str(b), cid],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                             timeout=60)
+    m = cg.for_container(cid, hutch_path)
+    try:
+        assert run.returncode == 0, err_path.read_text()
+        m.create()
+        m.apply({"devices": rules})
+        theirs, ours = snapshot(runc_path), snapshot(hutch_path)
+        assert ours["devices/devices.list"] == theirs["devices/devices.list"]
+    finally:
+        subprocess.run([runc_bin, "--root", state_root, "delete", "-f", cid],
+                       capture_output=True, timeout=60)
+        m.destroy()

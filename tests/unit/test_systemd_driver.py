@@ -35,13 +35,27 @@ def test_state_round_trip_keeps_unit_and_backend():
     m = manager("system.slice:hutch:c1")
     again = SystemdManager.from_state(m.to_state())
     assert (again.unit, again.slice, again.fs.leaf_dirs()) == (m.unit, m.slice, m.fs.leaf_dirs())
-    assert again.started      # a saved container's unit is stopped on delete
+    assert not again.started          # no unit yet: delete must not stop a namesake
+    m.started = True
+    assert SystemdManager.from_state(m.to_state()).started
+
+
+@pytest.mark.parametrize("pid1_cgroup, prefix", [
+    ("/init.scope", "/"), ("/", "/"), ("/machine.slice/box.scope/init.scope", "/machine.slice/box.scope"),
+    ("/lxc/c1", "/lxc/c1"),
+])
+def test_unit_path_starts_where_pid1s_tree_does(pid1_cgroup, prefix):
+    """runc's getSubsystemPath: systemd's tree begins at PID 1's cgroup minus init.scope."""
+    from hutch.cgroups.systemd import _init_prefix
+    assert _init_prefix(pid1_cgroup) == prefix
 
 
 def test_update_without_device_rules_does_not_reset_systemds_list():
     m = manager("system.slice:hutch:c1")
-    names = [p[0] for p in m.properties({"pids": {"limit": 5}})]
+    names = [p[0] for p in m.properties({"pids": {"limit": 5}}, update=True)]
     assert names == ["TasksMax"]
+    # a new unit always gets a device policy: runc's deny-all plus its default devices
+    assert "DevicePolicy" in [p[0] for p in m.properties({"pids": {"limit": 5}})]
     with_devices = [p[0] for p in m.properties({"devices": [{"allow": False, "access": "rwm"}]})]
     assert "DevicePolicy" in with_devices and "DeviceAllow" in with_devices
 
@@ -53,7 +67,9 @@ def test_bad_annotation_is_refused_before_anything():
 
 
 def test_unreachable_systemd_is_one_clear_error(monkeypatch, tmp_path):
-    monkeypatch.setenv("DBUS_SYSTEM_BUS_ADDRESS", f"unix:path={tmp_path}/no-bus")
+    from hutch.sys import dbus
+    monkeypatch.setattr(dbus, "system_bus_addresses", lambda: [
+        (f"unix:path={tmp_path}/no-bus", True), (f"unix:path={tmp_path}/no-private", False)])
     with pytest.raises(HutchError) as exc:
         connect(timeout=1)
     text = str(exc.value)

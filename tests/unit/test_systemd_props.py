@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from hutch.cgroups import systemd_props as sp
+from hutch.cgroups import devices, systemd_props as sp
 from hutch.errors import ConfigError
 
 INF = (1 << 64) - 1
@@ -132,14 +132,6 @@ def test_cpu_quota_period_needs_systemd_242():
     # unknown version (-1): runc skips what needs a version
     assert sp.cpu_quota_properties(0, 100000, systemd_version=-1) == [
         ("CPUQuotaPerSecUSec", "t", INF)]
-
-
-@pytest.mark.parametrize("quota,period,expected", [
-    (1234, 100000, 2000), (50000, 100000, 50000), (33333, 100000, 34000), (50000, None, 50000),
-    (-1, 100000, None), (0, 100000, None), (None, None, None),
-])
-def test_cgroupfs_cpu_quota_matches_the_rounding(quota, period, expected):
-    assert sp.cgroupfs_cpu_quota(quota, period) == expected
 
 
 # --- cpusets ---------------------------------------------------------------------------------
@@ -275,9 +267,9 @@ def test_a_default_rule_that_cannot_apply_is_named_as_a_default():
 
 
 def test_emulator_modes():
-    emu = sp.emulate_device_rules([{"allow": True, "access": "rwm"}], with_defaults=False)
+    emu = devices.emulate_rules([{"allow": True, "access": "rwm"}], with_defaults=False)
     assert emu.is_blacklist and emu.allows_all
-    emu = sp.emulate_device_rules(DENY_ALL)
+    emu = devices.emulate_rules(DENY_ALL)
     assert not emu.is_blacklist
     assert ("c", 136, -1, "rwm") in emu.final_rules()
 

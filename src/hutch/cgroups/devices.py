@@ -8,6 +8,7 @@ the program is in :mod:`hutch.sys.bpf`.
 from __future__ import annotations
 
 import struct
+from hutch.errors import ConfigError
 from hutch.record import dataclass
 
 # What runc (1.1, libcontainer/specconv AllowedDevices) always lets a container use,
@@ -54,7 +55,12 @@ def normalize(rules: list[dict], with_defaults: bool = True) -> list[Rule]:
     A type-'a' rule that is not "everything" is split into b and c rules, because the
     v1 kernel interface reads a leading 'a' as "all devices, all access"."""
     out: list[Rule] = []
-    for raw in list(rules) + (DEFAULT_ALLOWED if with_defaults else []):
+    every = list(rules) + (DEFAULT_ALLOWED if with_defaults else [])
+    if not every or (every[0].get("type") or "a") != "a":
+        # runc's device cgroup starts from deny-all unless the list opens with a type-'a'
+        # rule; a v1 cgroup starts allow-all, so say it (the eBPF program denies anyway).
+        out.append(Rule(False, "a", -1, -1, "rwm"))
+    for raw in every:
         access = "".join(ch for ch in "rwm" if ch in raw.get("access", "rwm"))
         major = -1 if raw.get("major") is None else raw["major"]
         minor = -1 if raw.get("minor") is None else raw["minor"]
@@ -83,6 +89,103 @@ def parse_v1_list(text: str) -> list[Rule]:
         out.append(Rule(True, parts[0], -1 if major == "*" else int(major),
                         -1 if minor == "*" else int(minor), parts[2]))
     return out
+
+
+# --- the state a rule list leaves (runc's emulator) ----------------------------
+
+class Emulator:
+    """The devices cgroup state that an ordered list of allow/deny rules leaves, as runc's
+    devices emulator computes it (libcontainer/cgroups/devices/devices_emulator.go).
+
+    It starts as deny-all.  A rule of type 'a' (whatever its numbers and access) switches
+    the mode and forgets all exceptions: allow -> default-allow ("blacklist"), deny ->
+    default-deny ("whitelist").  Other rules add to the exceptions of the current mode
+    (an allow in whitelist mode, a deny in blacklist mode), merging access letters, or
+    take access letters away from the exactly matching exception.  Taking letters from a
+    device that a wildcard exception (c *:3, c 1:*, c *:*) still grants is refused, as
+    runc refuses it: the kernel would silently ignore it."""
+
+    def __init__(self) -> None:
+        self.default_allow = False
+        self.rules: dict[tuple[str, int, int], frozenset] = {}   # (type, major, minor) -> access
+
+    @property
+    def is_blacklist(self) -> bool:
+        return self.default_allow
+
+    @property
+    def allows_all(self) -> bool:
+        return self.default_allow and not self.rules
+
+    def apply(self, allow: bool, dtype: str, major: int, minor: int, access: str) -> None:
+        if dtype == "a":
+            self.default_allow = allow
+            self.rules = {}
+            return
+        key, perms = (dtype, major, minor), frozenset(access)
+        if allow != self.default_allow:
+            self.rules[key] = self.rules.get(key, frozenset()) | perms
+        else:
+            self._remove(key, perms)
+
+    def _remove(self, key: tuple[str, int, int], perms: frozenset) -> None:
+        dtype, major, minor = key
+        for wider in ((dtype, -1, minor), (dtype, major, -1), (dtype, -1, -1)):
+            if wider == key:
+                continue
+            overlap = self.rules.get(wider, frozenset()) & perms
+            if overlap:
+                raise ValueError(f"rule {_rule_text(key, perms)} cannot punch a hole in the "
+                                 f"wildcard rule {_rule_text(wider, self.rules[wider])}")
+        left = self.rules.get(key, frozenset()) - perms
+        if left:
+            self.rules[key] = left
+        else:
+            self.rules.pop(key, None)
+
+    def final_rules(self) -> list[tuple[str, int, int, str]]:
+        """The exceptions as (type, major, minor, access) sorted like runc (major, minor,
+        type; wildcards (-1) first); access in 'rwm' order.  In whitelist mode these are
+        what is allowed, in blacklist mode what is denied."""
+        keys = sorted(self.rules, key=lambda k: (k[1], k[2], k[0]))
+        return [(t, ma, mi, _access(self.rules[(t, ma, mi)])) for t, ma, mi in keys]
+
+
+def _access(perms) -> str:
+    return "".join(ch for ch in "rwm" if ch in perms)
+
+
+def _rule_text(key: tuple[str, int, int], perms) -> str:
+    dtype, major, minor = key
+    num = (lambda n: "*" if n == -1 else str(n))
+    return f"'{dtype} {num(major)}:{num(minor)} {_access(perms)}'"
+
+
+def emulate_rules(rules: list | None, with_defaults: bool = True, purpose: str = "") -> Emulator:
+    """OCI linux.resources.devices (validated), runc's default rules appended as runc's
+    specconv does, run through the emulator.
+
+    The OCI dicts are read directly rather than through devices.normalize(): normalize
+    splits a partial type-'a' rule into b and c rules, while runc's emulator (and the v1
+    kernel) treat any type-'a' rule as a switch of mode."""
+    emu = Emulator()
+    user = list(rules or [])
+    extra = DEFAULT_ALLOWED if with_defaults else []
+    for index, raw in enumerate(user + list(extra)):
+        dtype = raw.get("type") or "a"
+        major = -1 if raw.get("major") is None else raw["major"]
+        minor = -1 if raw.get("minor") is None else raw["minor"]
+        access = raw.get("access", "rwm")
+        try:
+            emu.apply(bool(raw["allow"]), dtype, major, minor, access)
+        except ValueError as err:
+            base = "linux.resources.devices"
+            where = f"{base}[{index}]" if index < len(user) else base
+            what = "" if index < len(user) else " (a default rule runc always adds)"
+            raise ConfigError(f"device rules cannot be expressed {purpose}{what}: {err}".replace("  ", " "),
+                              where=where) from None
+    return emu
+
 
 
 # --- eBPF program -------------------------------------------------------------

@@ -25,13 +25,30 @@ WHERE = "--systemd-cgroup"
 _DEVICE_PROPS = ("DeviceAllow", "DevicePolicy")
 
 
-def _fs_manager(container_id: str, cgroup_path: str, root: str):
-    """The v1 or v2 backend pointed at the unit's cgroup (an absolute cgroupsPath)."""
+def _init_prefix(path: str) -> str:
+    """PID 1's cgroup without its init.scope: where systemd's tree starts in a
+    hierarchy seen from here (runc's getSubsystemPath; '/' on a host or in a cgroup ns)."""
+    path = os.path.normpath(path or "/")
+    if os.path.basename(path) == "init.scope":
+        path = os.path.dirname(path)
+    return path
+
+
+def _fs_manager(container_id: str, unit_path: str, root: str):
+    """The v1 or v2 backend pointed at the unit's cgroup."""
     if paths.detect(root) == "v2":
         from hutch.cgroups.v2 import V2Manager
-        return V2Manager.for_container(container_id, cgroup_path, root)
-    from hutch.cgroups.v1 import V1Manager
-    return V1Manager.for_container(container_id, cgroup_path, root)
+        return V2Manager(container_id, paths.join(root, unit_path), root)
+    from hutch.cgroups import v1
+    init = paths.own_cgroups(1)
+    by_ctl = {ctl: paths.join(mount, _init_prefix(init.get(ctl.removeprefix("name="), "/"))
+                              + unit_path)
+              for ctl, mount in v1.hierarchies(root).items()}
+    if not by_ctl:
+        raise HutchError(f"no cgroup v1 hierarchies under {root}", where="cgroup")
+    udir = v1.unified_dir(root)
+    unified = paths.join(udir, _init_prefix(init.get("", "/")) + unit_path) if udir else None
+    return v1.V1Manager(container_id, by_ctl, unified, root)
 
 
 def _fs_from_state(data: dict):
@@ -44,21 +61,25 @@ def _fs_from_state(data: dict):
 
 def connect(timeout: float = 5.0):
     """A D-Bus connection to systemd (system bus, else its private socket as root),
-    subscribed to job signals."""
+    subscribed to job signals; returns (connection, systemd's unique name or None)."""
     from hutch.sys import dbus
     try:
         conn = dbus.connect_systemd(timeout)
     except dbus.DBusError as err:
         raise HutchError(f"cannot reach systemd over D-Bus: {err}", where=WHERE) from None
     try:
-        # no sender= in the rule: on the bus systemd sends under its unique name
-        conn.add_match(f"type='signal',path='{SYSTEMD_PATH}',interface='{MANAGER}',"
-                       "member='JobRemoved'")
+        owner = None
+        if conn.is_bus:
+            # Only systemd may end our jobs: on a bus any client could send JobRemoved.
+            conn.add_match(f"type='signal',sender='{SYSTEMD}',path='{SYSTEMD_PATH}',"
+                           f"interface='{MANAGER}',member='JobRemoved'")
+            owner = conn.call(dbus.BUS_NAME, dbus.BUS_PATH, dbus.BUS_INTERFACE,
+                              "GetNameOwner", "s", (SYSTEMD,))[0]
         conn.call(SYSTEMD, SYSTEMD_PATH, MANAGER, "Subscribe")
     except dbus.DBusError as err:
         conn.close()
         raise HutchError(f"cannot subscribe to systemd's job signals: {err}", where=WHERE) from None
-    return conn
+    return conn, owner
 
 
 class SystemdManager:
@@ -72,10 +93,11 @@ class SystemdManager:
         self.unit = unit
         self.slice = slice_
         self.fs = fs                  # the v1/v2 backend on the unit's cgroup
-        self.started = started
+        self.started = started        # the unit was made (the first process placed)
         self.annotations = dict(annotations or {})
         self._pending: dict = {}      # resources given before the unit exists
         self._conn = None
+        self._owner: str | None = None
         self._version: int | None = None
 
     # -- construction and state --------------------------------------------------------
@@ -84,25 +106,23 @@ class SystemdManager:
                       root: str = paths.DEFAULT_ROOT) -> "SystemdManager":
         slice_, prefix, name = paths.parse_systemd_path(container_id, cgroups_path)
         unit = props.unit_name(prefix, name)
-        if unit.endswith(".slice"):
+        if props.is_slice(unit):
             # runc can make a slice the container's cgroup; a slice holds no processes
             # of its own, so hutch asks for a scope (say so rather than half-work).
             raise ConfigError(f"cgroupsPath names a slice unit ({unit}): hutch places a "
                               "container in a scope; use slice:prefix:name with a plain name",
                               where=paths.WHERE)
-        cgroup_path = props.unit_cgroup_path(slice_, unit)
-        return cls(container_id, unit, slice_, _fs_manager(container_id, cgroup_path, root))
+        unit_path = props.unit_cgroup_path(slice_, unit)
+        return cls(container_id, unit, slice_, _fs_manager(container_id, unit_path, root))
 
     def to_state(self) -> dict:
         return {"driver": "systemd", "id": self.id, "unit": self.unit, "slice": self.slice,
-                "fs": self.fs.to_state()}
+                "started": self.started, "fs": self.fs.to_state()}
 
     @classmethod
     def from_state(cls, data: dict) -> "SystemdManager":
-        # A saved container had its first process placed (or never will: then stopping
-        # the unit finds none, which is fine), so the unit is treated as started.
         return cls(data.get("id", ""), data["unit"], data.get("slice", "system.slice"),
-                   _fs_from_state(data.get("fs") or {}), started=True)
+                   _fs_from_state(data.get("fs") or {}), started=bool(data.get("started")))
 
     def with_annotations(self, annotations: dict | None) -> "SystemdManager":
         """org.systemd.property.* annotations of config.json become unit properties."""
@@ -126,11 +146,12 @@ class SystemdManager:
         self.properties(resources)          # conversions may refuse a value too
         return resources
 
-    def properties(self, resources: dict) -> list:
-        """(name, signature, value) unit properties for resources.  Device properties only
-        when the rules are given: an update without them must not reset systemd's list."""
+    def properties(self, resources: dict, update: bool = False) -> list:
+        """(name, signature, value) unit properties for resources.  An update without
+        device rules leaves systemd's device list alone (a new unit always gets one:
+        deny-all plus runc's default devices when the config has no rules)."""
         out = props.resource_properties(resources, self.v2, self._systemd_version())
-        if "devices" not in resources:
+        if update and "devices" not in resources:
             out = [p for p in out if p[0] not in _DEVICE_PROPS]
         return out
 
@@ -151,7 +172,7 @@ class SystemdManager:
     # -- lifecycle -----------------------------------------------------------------------
     def _bus(self):
         if self._conn is None:
-            self._conn = connect()
+            self._conn, self._owner = connect()
         return self._conn
 
     def close(self) -> None:
@@ -160,17 +181,34 @@ class SystemdManager:
             self._conn = None
 
     def create(self) -> None:
-        """Nothing is made yet (a scope needs its first process); check systemd answers,
-        so a missing systemd is reported before any process exists."""
+        """Nothing is made yet (a scope needs its first process).  Check that systemd
+        answers, so its absence is reported before any process exists, and hang up: the
+        container process is forked next and must not inherit a root bus connection."""
         self._bus()
+        self.close()
 
     def apply(self, resources: dict | None) -> None:
-        resources = self.validate(resources)
         if not self.started:
-            self._pending = resources       # written when add_pid starts the unit
+            self._pending = self.validate(resources)   # written when add_pid starts the unit
             return
-        self._set_unit_properties(self.properties(resources))
+        self._bus()                                    # systemd's version decides some properties
+        resources = self._with_current_cpu(self.validate(resources))
+        self._set_unit_properties(self.properties(resources, update=True))
         self.fs.apply(resources)
+
+    def _with_current_cpu(self, resources: dict) -> dict:
+        """An update of the CPU quota or period alone: systemd's property needs both (as
+        runc, which merges the update into the container's config), so take the other
+        from the cgroup."""
+        cpu = dict(resources.get("cpu") or {})
+        if (cpu.get("quota") is None) == (cpu.get("period") is None):
+            return resources                    # both given, or neither
+        quota, period = self.fs.cpu_quota_period()
+        if cpu.get("quota") is None and quota is not None:
+            cpu["quota"] = quota
+        if cpu.get("period") is None and period is not None:
+            cpu["period"] = period
+        return dict(resources, cpu=cpu)
 
     def add_pid(self, pid: int) -> None:
         """First call: start the scope with pid in it and the pending limits; later
@@ -185,13 +223,16 @@ class SystemdManager:
         self.fs.create()                    # hierarchies systemd does not manage
         self.fs.add_pid(pid)
         self.fs.apply(self._pending)
+        self.close()
 
     def _start_unit(self, pid: int) -> None:
         from hutch.sys import dbus
+        self._bus()
+        # Resources after the annotations: they win, as in runc (which sets them later).
         properties = (props.base_properties(self.unit, self.slice, f"hutch container {self.id}",
                                             pid, self.v2)
-                      + self.properties(self._pending)
-                      + props.annotation_properties(self.annotations))
+                      + props.annotation_properties(self.annotations)
+                      + self.properties(self._pending))
         args = (self.unit, "replace", _variants(properties), [])
         try:
             job = self._call("StartTransientUnit", "ssa(sv)a(sa(sv))", args)
@@ -228,29 +269,35 @@ class SystemdManager:
                 self.fs.thaw()
 
     def destroy(self) -> None:
-        """Stop the unit (systemd removes its cgroups), then remove what the backend made."""
-        from hutch.sys import dbus
+        """Stop the unit (systemd removes its cgroups), then remove the rest: the
+        directories of hierarchies systemd does not manage are the unit's too."""
         if self.started:
-            # systemd would stop the scope with SIGTERM and wait out its stop timeout for
-            # a PID 1 that ignores it: whatever is left is killed first, as runc's cgroupfs
-            # destroy does.
-            if self.fs.exists() and self.fs.pids():
-                self.fs.kill_all()
-                self.fs.wait_empty(timeout=5.0)
-            try:
-                job = self._call("StopUnit", "ss", (self.unit, "replace"))
-                self._wait_job(job[0])
-            except dbus.DBusError as err:
-                if err.name not in ("org.freedesktop.systemd1.NoSuchUnit",
-                                    "org.freedesktop.DBus.Error.UnknownObject"):
-                    raise self._error("stop", err) from None
-            except HutchError:
-                # systemd unreachable (it was stopped): still remove what is ours
-                if self.exists() and self.fs.pids():
-                    raise
-            self._reset_failed()
+            self._stop_unit()
         self.close()
+        self.fs.created = sorted(set(self.fs.created) |
+                                 {d for d in self.fs.leaf_dirs() if os.path.isdir(d)})
         self.fs.destroy()
+
+    def _stop_unit(self) -> None:
+        from hutch.sys import dbus
+        # systemd would stop the scope with SIGTERM and wait out its stop timeout for a
+        # PID 1 that ignores it: whatever is left is killed first, as runc's cgroupfs
+        # destroy does.
+        if self.fs.exists() and self.fs.pids():
+            self.fs.kill_all()
+            self.fs.wait_empty(timeout=5.0)
+        try:
+            job = self._call("StopUnit", "ss", (self.unit, "replace"))
+            self._wait_job(job[0])
+        except dbus.DBusError as err:
+            if err.name not in ("org.freedesktop.systemd1.NoSuchUnit",
+                                "org.freedesktop.DBus.Error.UnknownObject"):
+                raise self._error("stop", err) from None
+        except HutchError:
+            # systemd unreachable (it was stopped): still remove what is ours
+            if self.fs.exists() and self.fs.pids():
+                raise
+        self._reset_failed()
 
     def destroy_quietly(self) -> None:
         try:
@@ -275,14 +322,21 @@ class SystemdManager:
 
     def _wait_job(self, job_path: str) -> str:
         """Block until systemd reports the job finished; its result ('done', 'failed'...)."""
+        from hutch.sys import dbus
+
         def is_our_job(msg) -> bool:
             return (msg.member == "JobRemoved" and msg.interface == MANAGER
+                    and (self._owner is None or msg.sender == self._owner)
                     and len(msg.body) >= 4 and msg.body[1] == job_path)
         try:
             msg = self._bus().wait_signal(is_our_job, JOB_TIMEOUT)
-        except HutchError:
+        except dbus.DBusTimeoutError:
+            self._reset_failed()
             raise HutchError(f"timed out waiting for systemd to finish the job of unit "
                              f"{self.unit}", where=WHERE) from None
+        except dbus.DBusError as err:
+            raise HutchError(f"lost the connection to systemd while waiting for unit "
+                             f"{self.unit}: {err}", where=WHERE) from None
         return msg.body[3]
 
     def _error(self, verb: str, err) -> HutchError:
@@ -293,11 +347,3 @@ class SystemdManager:
 def _variants(properties: list) -> list:
     from hutch.sys.dbus import Variant
     return [(name, Variant(sig, value)) for name, sig, value in properties]
-
-
-def unit_of_pid(pid: int) -> str | None:
-    """The unit a process is in, from /proc/PID/cgroup (tests and `hutch ps` use it)."""
-    cg = paths.own_cgroups(pid)
-    path = cg.get("") or cg.get("systemd") or ""
-    base = os.path.basename(path)
-    return base if base.endswith((".scope", ".service", ".slice")) else None

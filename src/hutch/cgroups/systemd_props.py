@@ -24,7 +24,7 @@ the parent slice instead, which systemd never does).
 
 from __future__ import annotations
 
-from hutch.cgroups import convert
+from hutch.cgroups import convert, devices
 from hutch.errors import ConfigError
 
 Property = tuple  # (name: str, dbus_signature: str, value)
@@ -166,16 +166,6 @@ def _quota_per_sec(quota: int, period: int) -> int:
     return per_sec
 
 
-def cgroupfs_cpu_quota(quota: int | None, period: int | None) -> int | None:
-    """The quota to write to cgroupfs next to the systemd properties (runc 1.2 addCPUQuota
-    rewrites it): the rounded-up value systemd will use, so both agree.  None when the
-    quota is not a positive limit (nothing to adjust)."""
-    if not quota or quota <= 0:
-        return None
-    period = period or convert.DEFAULT_CPU_PERIOD
-    return _quota_per_sec(quota, period) * period // 1_000_000
-
-
 def _parse_uint(text: str, bits: int = 64) -> int | None:
     """Go strconv.ParseUint(text, 10, bits): digits only, in range; else None."""
     if not text or not set(text) <= _DIGITS:
@@ -249,100 +239,6 @@ def _uint64(value: int) -> int:
 
 # --- devices -------------------------------------------------------------------------------
 
-class DeviceEmulator:
-    """The devices cgroup state that an ordered list of allow/deny rules leaves, as runc's
-    devices emulator computes it (libcontainer/cgroups/devices/devices_emulator.go).
-
-    It starts as deny-all.  A rule of type 'a' (whatever its numbers and access) switches
-    the mode and forgets all exceptions: allow -> default-allow ("blacklist"), deny ->
-    default-deny ("whitelist").  Other rules add to the exceptions of the current mode
-    (an allow in whitelist mode, a deny in blacklist mode), merging access letters, or
-    take access letters away from the exactly matching exception.  Taking letters from a
-    device that a wildcard exception (c *:3, c 1:*, c *:*) still grants is refused, as
-    runc refuses it: the kernel would silently ignore it."""
-
-    def __init__(self) -> None:
-        self.default_allow = False
-        self.rules: dict[tuple[str, int, int], frozenset] = {}   # (type, major, minor) -> access
-
-    @property
-    def is_blacklist(self) -> bool:
-        return self.default_allow
-
-    @property
-    def allows_all(self) -> bool:
-        return self.default_allow and not self.rules
-
-    def apply(self, allow: bool, dtype: str, major: int, minor: int, access: str) -> None:
-        if dtype == "a":
-            self.default_allow = allow
-            self.rules = {}
-            return
-        key, perms = (dtype, major, minor), frozenset(access)
-        if allow != self.default_allow:
-            self.rules[key] = self.rules.get(key, frozenset()) | perms
-        else:
-            self._remove(key, perms)
-
-    def _remove(self, key: tuple[str, int, int], perms: frozenset) -> None:
-        dtype, major, minor = key
-        for wider in ((dtype, -1, minor), (dtype, major, -1), (dtype, -1, -1)):
-            if wider == key:
-                continue
-            overlap = self.rules.get(wider, frozenset()) & perms
-            if overlap:
-                raise ValueError(f"rule {_rule_text(key, perms)} cannot punch a hole in the "
-                                 f"wildcard rule {_rule_text(wider, self.rules[wider])}")
-        left = self.rules.get(key, frozenset()) - perms
-        if left:
-            self.rules[key] = left
-        else:
-            self.rules.pop(key, None)
-
-    def final_rules(self) -> list[tuple[str, int, int, str]]:
-        """The exceptions as (type, major, minor, access) sorted like runc (major, minor,
-        type; wildcards (-1) first); access in 'rwm' order.  In whitelist mode these are
-        what is allowed, in blacklist mode what is denied."""
-        keys = sorted(self.rules, key=lambda k: (k[1], k[2], k[0]))
-        return [(t, ma, mi, _access(self.rules[(t, ma, mi)])) for t, ma, mi in keys]
-
-
-def _access(perms) -> str:
-    return "".join(ch for ch in "rwm" if ch in perms)
-
-
-def _rule_text(key: tuple[str, int, int], perms) -> str:
-    dtype, major, minor = key
-    num = (lambda n: "*" if n == -1 else str(n))
-    return f"'{dtype} {num(major)}:{num(minor)} {_access(perms)}'"
-
-
-def emulate_device_rules(rules: list | None, with_defaults: bool = True) -> DeviceEmulator:
-    """OCI linux.resources.devices (validated), runc's default rules appended as runc's
-    specconv does, run through the emulator.
-
-    The OCI dicts are read directly rather than through devices.normalize(): normalize
-    splits a partial type-'a' rule into b and c rules, while runc's emulator (and the v1
-    kernel) treat any type-'a' rule as a switch of mode."""
-    from hutch.cgroups import devices as devmod
-    emu = DeviceEmulator()
-    user = list(rules or [])
-    extra = devmod.DEFAULT_ALLOWED if with_defaults else []
-    for index, raw in enumerate(user + list(extra)):
-        dtype = raw.get("type") or "a"
-        major = -1 if raw.get("major") is None else raw["major"]
-        minor = -1 if raw.get("minor") is None else raw["minor"]
-        access = raw.get("access", "rwm")
-        try:
-            emu.apply(bool(raw["allow"]), dtype, major, minor, access)
-        except ValueError as err:
-            where = (f"{BASE}.devices[{index}]" if index < len(user) else f"{BASE}.devices")
-            what = "" if index < len(user) else " (a default rule runc always adds)"
-            raise ConfigError(f"device rules cannot be expressed for systemd{what}: {err}",
-                              where=where) from None
-    return emu
-
-
 def device_properties(rules: list | None, systemd_version: int | None = None,
                       with_defaults: bool = True) -> list:
     """DevicePolicy/DeviceAllow for the device rules (runc devices/systemd.go).
@@ -357,7 +253,7 @@ def device_properties(rules: list | None, systemd_version: int | None = None,
     * default-allow with deny exceptions: systemd has no deny list; like runc this asks
       for strict deny-all (DevicePolicy=strict, DeviceAllow reset) and leaves the real
       rules to the cgroupfs backend that runs after it."""
-    emu = emulate_device_rules(rules, with_defaults)
+    emu = devices.emulate_rules(rules, with_defaults, purpose="for systemd")
     reset = ("DeviceAllow", "a(ss)", [])
     if emu.is_blacklist:
         if emu.allows_all:

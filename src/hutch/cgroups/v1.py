@@ -386,6 +386,15 @@ class V1Manager(common.Manager):
                 pass
         self.signal_each(sig)
 
+    def cpu_quota_period(self) -> tuple[int | None, int | None]:
+        """The CFS quota (-1: none) and period in force; None where unreadable."""
+        d = self.paths.get("cpu")
+        if not d:
+            return None, None
+        quota = read_or(os.path.join(d, "cpu.cfs_quota_us"))
+        period = read_or(os.path.join(d, "cpu.cfs_period_us"))
+        return (int(quota) if quota else None), (int(period) if period else None)
+
     # -- stats and events -------------------------------------------------------------
     def stats(self) -> dict:
         out = stats_mod.v1_stats(self.paths)

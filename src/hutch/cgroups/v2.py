@@ -303,6 +303,13 @@ class V2Manager(common.Manager):
             return
         self.signal_each(sig)
 
+    def cpu_quota_period(self) -> tuple[int | None, int | None]:
+        """cpu.max as (quota, period); quota -1 for "max"; None where unreadable."""
+        words = (read_or(self._file("cpu.max"), "") or "").split()
+        if len(words) != 2:
+            return None, None
+        return (-1 if words[0] == "max" else int(words[0])), int(words[1])
+
     # -- stats and events -------------------------------------------------------------
     def stats(self) -> dict:
         return stats_mod.v2_stats(self.path)

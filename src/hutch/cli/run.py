@@ -89,7 +89,7 @@ def main(command: str, argv: list[str], g) -> int:
         raise ConfigError("hutch run needs root (rootless containers need --userns)",
                           exit_code=EXIT_RUNTIME_ERROR)
     from hutch.oci.attach import run_container
-    return run_container(options, root=g.root)
+    return run_container(options, root=g.root, systemd_cgroup=g.systemd_cgroup)
 
 
 def to_run_options(opts: dict, args: list[str]):

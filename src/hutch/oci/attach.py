@@ -47,6 +47,7 @@ def run_attached(root: str, container_id: str, bundle: str, *, spec: dict | None
                  keep: bool = False, use_init: bool = False, cgroup: bool = True,
                  interactive: bool = True, stdio: tuple | None = None) -> int:
     """Create, start and wait for a container in the foreground; delete it afterwards."""
+    container.check_preserved_fds(preserve_fds)     # before the console pair takes a number
     if spec is None:
         spec = container.load_bundle_config(os.path.abspath(bundle))
     tty = bool(spec["process"].get("terminal")) and not console_socket
@@ -103,7 +104,7 @@ def exec_with_tty(root: str, container_id: str, process: dict, *, pid_file: str 
     return wait_forwarding_signals(started.pid)
 
 
-def run_container(options, root: str) -> int:
+def run_container(options, root: str, systemd_cgroup: bool = False) -> int:
     """What `hutch run` does: build the spec from RunOptions, stay attached to our
     stdio (stdin only with -i), a pty with -t, and clean up at exit."""
     from hutch.oci.runspec import build_spec, check_rootfs
@@ -115,8 +116,10 @@ def run_container(options, root: str) -> int:
         null = os.open(os.devnull, os.O_RDONLY)
         os.dup2(null, 0)
         os.close(null)
+    # Without limits no cgroup is made (faster), unless systemd is to hold the container.
     return run_attached(root, container_id, os.getcwd(), spec=spec, use_init=options.init,
-                        cgroup=bool(options.resources), interactive=options.interactive)
+                        cgroup=bool(options.resources) or systemd_cgroup,
+                        systemd_cgroup=systemd_cgroup, interactive=options.interactive)
 
 
 def collect_stale_runs(root: str) -> None:

@@ -71,6 +71,8 @@ def _cgroup_manager(spec: dict, container_id: str, systemd: bool):
     manager = cgroups.for_container(container_id, linux.get("cgroupsPath"), systemd=systemd,
                                     annotations=spec.get("annotations"))
     resources = dict(linux.get("resources") or {})
+    # No device rules still means runc's: deny-all but the default devices.
+    resources.setdefault("devices", [])
     if linux.get("devices"):
         # Device nodes the config creates must also be allowed (runc adds these rules).
         resources["devices"] = list(resources.get("devices") or []) + cgroups.device_rules_for(linux["devices"])
@@ -111,6 +113,7 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
     caller releases it (used by `run` when it stays attached)."""
     bundle = os.path.abspath(bundle)
     st.validate_id(container_id)
+    check_preserved_fds(preserve_fds)
     spec = spec if spec is not None else load_bundle_config(bundle)
     check_before_create(spec, bundle)
     check_terminal(spec, console_socket, console_fd, foreground)
@@ -176,6 +179,18 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
             if sock_fd is not None:
                 os.close(sock_fd)
     return state, started
+
+
+def check_preserved_fds(count: int) -> None:
+    """--preserve-fds N passes fds 3..N+2 on: each must be open before hutch opens any of
+    its own, or one of hutch's (a lock, a bus socket) would take a free number and leak
+    into the container."""
+    for fd in range(3, 3 + count):
+        try:
+            os.fstat(fd)
+        except OSError:
+            raise ConfigError(f"fd {fd} is not open: --preserve-fds {count} passes fds 3 "
+                              f"to {2 + count}", where="--preserve-fds") from None
 
 
 def _prestart_hooks(spec: dict, state: st.State, pid: int) -> None:
@@ -407,6 +422,7 @@ def exec_process(root: str, container_id: str, process: dict, *, console_socket:
                  console_fd: int | None = None):
     """Start `process` inside a running container; returns the `Started` handle."""
     from hutch.oci.launcher import Launch, close_all, container_ns_fds, spawn
+    check_preserved_fds(preserve_fds)
     state = st.load(root, container_id)
     status = state.live_status()
     if status not in ("created", "running"):

@@ -90,6 +90,9 @@ def build_spec(o: RunOptions, container_id: str) -> dict:
         linux["timeOffsets"] = _time_offsets(o.time_offset)
     if o.resources:
         linux["resources"] = o.resources
+        if o.privileged:
+            # every device, as podman --privileged (the default is runc's short list)
+            linux["resources"] = dict(o.resources, devices=[{"allow": True, "access": "rwm"}])
     if o.sysctl:
         linux["sysctl"] = dict(_key_value(s, "--sysctl") for s in o.sysctl)
     spec = {
