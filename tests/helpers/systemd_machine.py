@@ -249,6 +249,17 @@ class SystemdMachine:
         out = self.enter(args).stdout
         return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
 
+    def controllers(self) -> set[str]:
+        """The resource controllers containers in this machine can use."""
+        if self.layout == "hybrid":
+            return set(self.hierarchies) - {"systemd", "unified"}
+        top = os.path.join(CGROUP_ROOT, "" if host_is_unified() else "unified", self.name)
+        return set(Path(top, "cgroup.controllers").read_text().split())
+
+    def hierarchy_names(self) -> list[str]:
+        """Where a container's cgroup shows up: every hierarchy, or the one unified tree."""
+        return list(self.hierarchies) if self.layout == "hybrid" else ["unified"]
+
     def cgroup_file(self, hierarchy: str, path: str, name: str) -> str:
         """A cgroup file of the machine, read from the host (hierarchy '' on unified)."""
         if host_is_unified() or self.layout == "unified":

@@ -30,10 +30,10 @@ def for_container(container_id: str, cgroups_path: str | None, systemd: bool = F
     slice:prefix:name); annotations org.systemd.property.* become unit properties."""
     from hutch.cgroups import paths
     if systemd:
-        paths.parse_systemd_path(container_id, cgroups_path)
-        paths.require_systemd()
         from hutch.cgroups.systemd import SystemdManager
-        return SystemdManager.for_container(container_id, cgroups_path, root).with_annotations(annotations)
+        manager = SystemdManager.for_container(container_id, cgroups_path, root)
+        paths.require_systemd()             # after the path's own checks, as runc
+        return manager.with_annotations(annotations)
     if detect(root) == "v2":
         from hutch.cgroups.v2 import V2Manager
         return V2Manager.for_container(container_id, cgroups_path, root)
