@@ -107,6 +107,10 @@ def test_container_lives_in_its_scope_with_its_limits(machine, created, runtime)
     # every hierarchy, including those systemd does not manage on v1 (cpuset, freezer)
     groups = container_cgroups(machine, runtime, cid)
     assert set(groups.values()) == {path}, groups
+    # the runtime's root D-Bus connection did not reach the container process
+    pid = json.loads(runtime_cmd(machine, runtime, "state", cid).stdout)["pid"]
+    fds = machine.enter(["ls", "-l", f"/proc/{pid}/fd"]).stdout
+    assert "socket:" not in fds, fds
     if machine.layout == "hybrid":
         assert machine.cgroup_file("memory", path, "memory.limit_in_bytes") == str(64 * MiB)
     else:

@@ -60,3 +60,14 @@ def test_start_path_imports_nothing_heavy():
     heavy = {"json", "re", "dataclasses", "argparse", "threading", "asyncio", "pyroute2", "subprocess", "hutch.tools", "hutch.net",
              "hutch.cgroups.stats", "socket", "tempfile", "email", "http"}
     assert not (loaded & heavy), loaded & heavy
+
+
+def test_systemd_driver_path_imports_nothing_heavy():
+    """`create --systemd-cgroup` adds the driver, its properties and the D-Bus client:
+    still no re/enum/socket (the C _socket is enough)."""
+    code = ("import sys; import hutch.cgroups.systemd, hutch.cgroups.systemd_props, hutch.sys.dbus, "
+            "hutch.cgroups.v1, hutch.cgroups.v2; print(' '.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    heavy = {"json", "re", "enum", "socket", "dataclasses", "argparse", "threading", "subprocess"}
+    assert not (loaded & heavy), loaded & heavy

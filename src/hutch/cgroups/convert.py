@@ -5,12 +5,10 @@ Nothing here touches the file system, so all of it is unit tested without root.
 
 from __future__ import annotations
 
-import re
-
 from hutch.errors import ConfigError
 
 # docker/runc units.RAMInBytes: binary multiples, the unit letter optionally followed by "b"/"ib".
-_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*$", re.IGNORECASE)
+_SIZE_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)(i?b)?\s*$"
 _SIZE_MULT = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
 DEFAULT_CPU_PERIOD = 100_000      # microseconds, the kernel's and docker's default
@@ -24,7 +22,8 @@ def parse_size(text: str | int, where: str, allow_unlimited: bool = False) -> in
         raw = str(text).strip()
         if allow_unlimited and raw == "-1":
             return -1
-        match = _SIZE_RE.match(raw)
+        import re       # here, not at the top: the systemd driver's create path imports convert
+        match = re.match(_SIZE_PATTERN, raw, re.IGNORECASE)
         if not match:
             raise ConfigError(f"invalid size {text!r}: use a number with an optional unit "
                               "b, k, m, g, t (e.g. 256m)", where=where)
@@ -117,6 +116,7 @@ def cpu_max(quota: int | None, period: int | None) -> str:
 
 def hugepage_size_to_bytes(size: str, where: str) -> int:
     """'2MB' -> 2097152 (the OCI pageSize / kernel file name form)."""
+    import re
     match = re.match(r"^(\d+)([KMG]B)$", size or "")
     if not match:
         raise ConfigError(f"invalid hugepage size {size!r}: use a form like 2MB or 1GB", where=where)
@@ -133,6 +133,7 @@ def bytes_to_hugepage_size(n: int) -> str:
 
 def parse_duration(text: str, where: str) -> float:
     """Go-style durations used by runc flags: '5s', '500ms', '1m', '1h', '1.5s'."""
+    import re
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)(ns|us|ms|s|m|h)?\s*", text or "")
     if not match:
         raise ConfigError(f"invalid duration {text!r}: use e.g. 5s or 500ms", where=where)

@@ -181,11 +181,12 @@ class SystemdManager:
             self._conn = None
 
     def create(self) -> None:
-        """Nothing is made yet (a scope needs its first process).  Check that systemd
-        answers, so its absence is reported before any process exists, and hang up: the
-        container process is forked next and must not inherit a root bus connection."""
+        """Nothing is made yet (a scope needs its first process): connect, so a systemd
+        that does not answer is reported before any process exists.  The connection is
+        kept for add_pid; the container process closes it first thing after the fork (as
+        every fd it is not given), and --preserve-fds cannot hand it on: the runtime
+        refuses a range with fds that were not open before it started."""
         self._bus()
-        self.close()
 
     def apply(self, resources: dict | None) -> None:
         if not self.started:
