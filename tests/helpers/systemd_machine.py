@@ -27,6 +27,8 @@ import sys
 import time
 from pathlib import Path
 
+from hutch.sys import proc
+
 CGROUP_ROOT = "/sys/fs/cgroup"
 SYSTEMD_BIN = "/lib/systemd/systemd"
 REPO = str(Path(__file__).resolve().parents[2])
@@ -180,7 +182,7 @@ class SystemdMachine:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"the machine did not boot: {self.boot_log()}")
-            for child in _children(self.proc.pid):
+            for child in _descendants(self.proc.pid):
                 if _exe(child) and os.path.basename(_exe(child)) == "systemd":
                     return child
             time.sleep(0.05)
@@ -260,34 +262,28 @@ class SystemdMachine:
         """Where a container's cgroup shows up: every hierarchy, or the one unified tree."""
         return list(self.hierarchies) if self.layout == "hybrid" else ["unified"]
 
-    def cgroup_file(self, hierarchy: str, path: str, name: str) -> str:
-        """A cgroup file of the machine, read from the host (hierarchy '' on unified)."""
-        if host_is_unified() or self.layout == "unified":
-            base = os.path.join(CGROUP_ROOT, "unified" if not host_is_unified() else "", self.name)
+    def _host_dir(self, hierarchy: str, path: str) -> str:
+        """The host's directory of the machine's cgroup path in a hierarchy (any name
+        on a unified machine: it has one tree)."""
+        if host_is_unified():
+            base = os.path.join(CGROUP_ROOT, self.name)
+        elif self.layout == "unified":
+            base = os.path.join(CGROUP_ROOT, "unified", self.name)
         else:
             base = os.path.join(CGROUP_ROOT, hierarchy, self.name)
-        return Path(base, path.lstrip("/"), name).read_text().strip()
+        return os.path.join(base, path.lstrip("/"))
+
+    def cgroup_file(self, hierarchy: str, path: str, name: str) -> str:
+        """A cgroup file of the machine, read from the host."""
+        return Path(self._host_dir(hierarchy, path), name).read_text().strip()
 
     def cgroup_exists(self, hierarchy: str, path: str) -> bool:
-        if host_is_unified() or self.layout == "unified":
-            base = os.path.join(CGROUP_ROOT, "unified" if not host_is_unified() else "", self.name)
-        else:
-            base = os.path.join(CGROUP_ROOT, hierarchy, self.name)
-        return os.path.isdir(os.path.join(base, path.lstrip("/")))
+        return os.path.isdir(self._host_dir(hierarchy, path))
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    try:
-        for tid in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{tid}/children") as f:
-                out.extend(int(p) for p in f.read().split())
-    except OSError:
-        pass
-    grand = []
-    for child in out:
-        grand.extend(_children(child))
-    return out + grand
+def _descendants(pid: int) -> list[int]:
+    out = proc.children_pids(pid)
+    return out + [d for child in out for d in _descendants(child)]
 
 
 def _exe(pid: int) -> str | None:

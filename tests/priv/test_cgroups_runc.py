@@ -57,21 +57,27 @@ def snapshot(rel: str) -> dict[str, str]:
     return out
 
 
+def runc_detached(runc_bin: str, state_root: str, bundle_dir, cid: str, tmp_path):
+    """`runc run -d`: (result, its stderr).  The detached container inherits runc's
+    stdio: a file, not a pipe we would wait on."""
+    err_path = tmp_path / "runc.err"
+    with open(err_path, "w") as err:
+        run = subprocess.run([runc_bin, "--root", state_root, "run", "-d", "--bundle",
+                              str(bundle_dir), cid], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+    return run, err_path.read_text()
+
+
 def test_same_files_as_runc(bundle, runc_bin, tmp_path):
     tag = uuid.uuid4().hex[:8]
     runc_path, hutch_path = f"/hutch-test-runc-{tag}", f"/hutch-test-diff-{tag}"
     cid = f"hutch-test-{tag}"
     b = bundle(["sleep", "30"], linux={"cgroupsPath": runc_path, "resources": RESOURCES})
     state_root = str(tmp_path / "runc-state")
-    # the detached container inherits runc's stdio: a file, not a pipe we would wait on
-    err_path = tmp_path / "runc.err"
-    with open(err_path, "w") as err:
-        run = subprocess.run([runc_bin, "--root", state_root, "run", "-d", "--bundle", str(b), cid],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                             timeout=60)
+    run, err = runc_detached(runc_bin, state_root, b, cid, tmp_path)
     m = cg.for_container(cid, hutch_path)
     try:
-        assert run.returncode == 0, err_path.read_text()
+        assert run.returncode == 0, err
         theirs = snapshot(runc_path)
         m.create()
         m.apply(RESOURCES)
@@ -116,14 +122,10 @@ def test_device_rules_start_from_deny_all_like_runc(bundle, runc_bin, tmp_path, 
     cid = f"hutch-test-{tag}"
     b = bundle(["sleep", "30"], linux={"cgroupsPath": runc_path, "resources": {"devices": rules}})
     state_root = str(tmp_path / "runc-state")
-    err_path = tmp_path / "runc.err"
-    with open(err_path, "w") as err:
-        run = subprocess.run([runc_bin, "--root", state_root, "run", "-d", "--bundle", str(b), cid],
-                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                             timeout=60)
+    run, err = runc_detached(runc_bin, state_root, b, cid, tmp_path)
     m = cg.for_container(cid, hutch_path)
     try:
-        assert run.returncode == 0, err_path.read_text()
+        assert run.returncode == 0, err
         m.create()
         m.apply({"devices": rules})
         theirs, ours = snapshot(runc_path), snapshot(hutch_path)
