@@ -8,6 +8,7 @@ the program is in :mod:`hutch.sys.bpf`.
 from __future__ import annotations
 
 import struct
+
 from hutch.errors import ConfigError
 from hutch.record import dataclass
 
@@ -165,7 +166,7 @@ def emulate_rules(rules: list | None, with_defaults: bool = True, purpose: str =
     """OCI linux.resources.devices (validated), runc's default rules appended as runc's
     specconv does, run through the emulator.
 
-    The OCI dicts are read directly rather than through devices.normalize(): normalize
+    The OCI dicts are read directly rather than through normalize(), which
     splits a partial type-'a' rule into b and c rules, while runc's emulator (and the v1
     kernel) treat any type-'a' rule as a switch of mode."""
     emu = Emulator()
@@ -182,10 +183,10 @@ def emulate_rules(rules: list | None, with_defaults: bool = True, purpose: str =
             base = "linux.resources.devices"
             where = f"{base}[{index}]" if index < len(user) else base
             what = "" if index < len(user) else " (a default rule runc always adds)"
-            raise ConfigError(f"device rules cannot be expressed {purpose}{what}: {err}".replace("  ", " "),
+            for_whom = f" {purpose}" if purpose else ""
+            raise ConfigError(f"device rules cannot be expressed{for_whom}{what}: {err}",
                               where=where) from None
     return emu
-
 
 
 # --- eBPF program -------------------------------------------------------------
