@@ -31,6 +31,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from helpers.host import kill_pids
+
 IMAGE = "localhost/hutch-test-busybox:1"
 CTR_NAMESPACE = "hutch-test"
 # The podman network used as the default one: a bridge of our own name and subnet so that
@@ -309,14 +311,6 @@ def pids_with_cmdline(fragment: str) -> list[int]:
         except OSError:
             continue
     return found
-
-
-def kill_pids(pids) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def nft_tables() -> set[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 
 from hutch.sys import proc
@@ -33,3 +35,12 @@ def wait_child(parent: int, comm: str) -> int:
                 pass
         time.sleep(0.01)
     raise RuntimeError(f"no {comm} child of {parent}")
+
+
+def kill_pids(pids) -> None:
+    """SIGKILL each pid that still exists."""
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import select
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from helpers.host import kill_pids
 
 # docker's default capability set, written out here independently of hutch's own table.
 DOCKER_DEFAULT_CAPS = {
@@ -201,14 +202,6 @@ def kill_tree(proc: subprocess.Popen, *markers: list[str]) -> None:
     for stream in (proc.stdout, proc.stderr):
         if stream:
             stream.close()
-
-
-def kill_pids(pids) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture

@@ -268,14 +268,20 @@ def _add_host_dir(root: str, path: str) -> None:
     _sys.mount(path, target, None, MS_BIND | MS_REC)
     fd = os.open(target, os.O_PATH | os.O_CLOEXEC)
     try:
-        try:
-            mountapi.mount_setattr(fd, "", mountapi.MOUNT_ATTR_RDONLY)
-        except SysCallError as exc:
-            if exc.errno not in (errno.ENOSYS, errno.EINVAL):
-                raise
-            remount(fd, MS_RDONLY, f"{path} (built-in root)")
+        _make_readonly(fd, lambda: MS_RDONLY, f"{path} (built-in root)")
     finally:
         os.close(fd)
+
+
+def _make_readonly(fd: int, remount_flags, label: str) -> None:
+    """The mount at fd read-only: mount_setattr, or where the kernel lacks it a remount
+    with remount_flags() (computed only then)."""
+    try:
+        mountapi.mount_setattr(fd, "", mountapi.MOUNT_ATTR_RDONLY)
+    except SysCallError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.EINVAL):
+            raise
+        remount(fd, remount_flags(), label)
 
 
 # --- step 2: into the rootfs ------------------------------------------------------
@@ -431,12 +437,7 @@ def readonly_path(root_fd: int, path: str) -> None:
         os.close(fd)
     fd = _open_target(root_fd, path)
     try:
-        try:
-            mountapi.mount_setattr(fd, "", mountapi.MOUNT_ATTR_RDONLY)
-        except SysCallError as exc:
-            if exc.errno not in (errno.ENOSYS, errno.EINVAL):
-                raise
-            remount(fd, MS_RDONLY | MS_REC | (mount_flags_of(fd) & _KEEP_ON_REMOUNT), path)
+        _make_readonly(fd, lambda: MS_RDONLY | MS_REC | (mount_flags_of(fd) & _KEEP_ON_REMOUNT), path)
     finally:
         os.close(fd)
 
