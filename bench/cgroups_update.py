@@ -20,7 +20,7 @@ import uuid
 
 import hutch.cgroups as cg
 from hutch.oci import state as st
-from hutch.sys import proc
+from hutch.syscall import proc
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 20
 HUTCH = os.path.join(os.path.dirname(sys.executable), "hutch")

@@ -6,7 +6,7 @@ import os
 import signal
 import time
 
-from hutch.sys import proc
+from hutch.syscall import proc
 
 
 def openable(dev: str) -> bool:

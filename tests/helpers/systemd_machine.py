@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-from hutch.sys import proc
+from hutch.syscall import proc
 
 CGROUP_ROOT = "/sys/fs/cgroup"
 SYSTEMD_BIN = "/lib/systemd/systemd"

@@ -18,7 +18,7 @@ import pytest
 
 import hutch.cgroups as cg
 from hutch.oci import state as st
-from hutch.sys import proc
+from hutch.syscall import proc
 
 pytestmark = pytest.mark.skipif(cg.detect() != "v1", reason="written for this v1 hybrid host")
 

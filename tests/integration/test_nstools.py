@@ -20,7 +20,7 @@ import pytest
 from helpers.host import wait_child as _wait_child
 
 from hutch.oci import state as oci_state
-from hutch.sys import proc
+from hutch.syscall import proc
 
 pytestmark = [pytest.mark.priv, pytest.mark.peer]
 

@@ -124,7 +124,7 @@ def test_last_cap_comes_from_the_kernel(tmp_path):
     the number of capabilities the runtime drops."""
     fake = tmp_path / "cap_last_cap"
     fake.write_text("10\n")
-    code = ("import os, sys; from hutch.sys import libc; libc.unshare(libc.CLONE_NEWNS); "
+    code = ("import os, sys; from hutch.syscall import libc; libc.unshare(libc.CLONE_NEWNS); "
             "libc.mount(None, '/', None, libc.MS_REC | libc.MS_PRIVATE); "
             f"libc.mount('{fake}', '/proc/sys/kernel/cap_last_cap', None, libc.MS_BIND); "
             "assert open('/proc/sys/kernel/cap_last_cap').read() == '10\\n'; "

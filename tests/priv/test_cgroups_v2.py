@@ -130,7 +130,7 @@ def test_kill_all_uses_cgroup_kill(v2):
 
 
 def test_device_program_denies_and_is_replaced_on_update(v2):
-    from hutch.sys import bpf
+    from hutch.syscall import bpf
     assert openable("/dev/zram0") and openable("/dev/kmsg")
     code = """
 import sys

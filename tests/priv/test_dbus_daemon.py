@@ -1,4 +1,4 @@
-"""hutch.sys.dbus against a real, private dbus-daemon and libdbus/sd-bus clients.
+"""hutch.dbus against a real, private dbus-daemon and libdbus/sd-bus clients.
 
 Differential: the same calls made by our Connection, by `busctl` (sd-bus) and by
 `dbus-send` (libdbus) must give the same answers; values marshalled by busctl must
@@ -19,8 +19,8 @@ import threading
 
 import pytest
 
-from hutch.sys import dbus
-from hutch.sys.dbus import BUS_INTERFACE, BUS_NAME, BUS_PATH, DBusError, Message, Variant
+from hutch import dbus
+from hutch.dbus import BUS_INTERFACE, BUS_NAME, BUS_PATH, DBusError, Message, Variant
 
 pytestmark = pytest.mark.skipif(
     not all(shutil.which(tool) for tool in ("dbus-daemon", "busctl", "dbus-send")),

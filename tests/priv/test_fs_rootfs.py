@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from hutch import sys as hs
+from hutch import syscall as hs
 from hutch.fs.rootfs import finish_rootfs, setup_rootfs
-from hutch.sys.proc import parse_mountinfo, read_mountinfo
+from hutch.syscall.proc import parse_mountinfo, read_mountinfo
 
 pytestmark = pytest.mark.priv
 
@@ -678,7 +678,7 @@ def test_cgroup_mount_without_cgroup_namespace_binds_our_own_cgroup(bundle):
 def test_cgroup_mount_on_a_v2_host(bundle):
     """On a unified host, type "cgroup" is a cgroup2 mount (the host check is forced to
     say v2; cgroup2 itself is real here: the hybrid host has it at /sys/fs/cgroup/unified)."""
-    from hutch.sys import mountapi
+    from hutch.syscall import mountapi
 
     def pre():
         mountapi.statfs_type = lambda path: mountapi.CGROUP2_SUPER_MAGIC

@@ -18,7 +18,7 @@ from helpers.host import wait_child as _wait_child
 import hutch.ns
 from hutch.errors import ConfigError, HutchError, NotFoundError
 from hutch.oci import state as oci_state
-from hutch.sys import proc
+from hutch.syscall import proc
 from hutch.tools.containers import container_namespaces
 
 pytestmark = pytest.mark.priv

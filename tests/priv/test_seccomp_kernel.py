@@ -9,7 +9,7 @@ import platform
 
 import pytest
 
-from hutch import sys as hsys
+from hutch import syscall as hsys
 from hutch.security import seccomp as sc
 from hutch.security.process import finalize_process, prepare_process
 from test_security_process import BUSYBOX, exec_in_child, in_child, open_dir, status_fields  # noqa: F401

@@ -10,7 +10,7 @@ import resource
 
 import pytest
 
-from hutch import sys as hsys
+from hutch import syscall as hsys
 from hutch.errors import ConfigError, HutchError
 from hutch.security import caps as capmod
 from hutch.security.process import finalize_process, prepare_process

@@ -1,4 +1,4 @@
-"""The D-Bus wire format of hutch.sys.dbus: marshalling, alignment, messages, and a
+"""The D-Bus wire format of hutch.dbus: marshalling, alignment, messages, and a
 Connection against a scripted peer on a unix socket (no root, no dbus-daemon).
 
 Expected bytes are derived by hand from the D-Bus specification ("Marshaling (Wire
@@ -16,8 +16,8 @@ import uuid
 import pytest
 
 from hutch.errors import HutchError
-from hutch.sys import dbus
-from hutch.sys.dbus import (
+from hutch import dbus
+from hutch.dbus import (
     DBusError, DBusTimeoutError, Message, Variant, decode_body, decode_message, encode_body,
     encode_message, message_size, parse_signature,
 )

@@ -13,8 +13,8 @@ from hutch.fs.devices import parse_devices
 from hutch.fs.mounts import check_proc_mount
 from hutch.fs.resolve import resolve_in_root, safe_join, open_root
 from hutch.fs.rootfs import check_sysctls, needs_dev_setup, validate_fs
-from hutch.sys import constants as c
-from hutch.sys import mountapi as ma
+from hutch.syscall import constants as c
+from hutch.syscall import mountapi as ma
 
 
 # --- options ------------------------------------------------------------------

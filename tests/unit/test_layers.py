@@ -1,5 +1,5 @@
 """The layering rule: a package imports only the layers below it; nothing imports cli;
-only sys/ uses ctypes; the container start path stays free of heavy modules."""
+only syscall/ uses ctypes; the container start path stays free of heavy modules."""
 
 import ast
 import subprocess
@@ -9,7 +9,7 @@ from pathlib import Path
 SRC = Path(__file__).resolve().parents[2] / "src" / "hutch"
 
 # layer number of each package; a module may import its own package and lower layers.
-LAYERS = {"errors": 0, "record": 0, "fastjson": 1, "sys": 1, "ns": 2, "fs": 2, "security": 2, "cgroups": 2,
+LAYERS = {"errors": 0, "record": 0, "fastjson": 1, "syscall": 1, "dbus": 1, "ns": 2, "fs": 2, "security": 2, "cgroups": 2,
           "oci": 3, "net": 3, "trace": 3, "checkpoint": 3, "image": 3,
           "tools": 4, "api": 4, "cli": 5, "__init__": 5}
 
@@ -47,7 +47,7 @@ def test_layers_import_only_downwards():
 
 def test_only_sys_uses_ctypes():
     users = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
-             if package_of(p) != "sys" and "import ctypes" in p.read_text()]
+             if package_of(p) != "syscall" and "import ctypes" in p.read_text()]
     assert not users
 
 
@@ -65,7 +65,7 @@ def test_start_path_imports_nothing_heavy():
 def test_systemd_driver_path_imports_nothing_heavy():
     """`create --systemd-cgroup` adds the driver, its properties and the D-Bus client:
     still no re/enum/socket (the C _socket is enough)."""
-    code = ("import sys; import hutch.cgroups.systemd, hutch.cgroups.systemd_props, hutch.sys.dbus, "
+    code = ("import sys; import hutch.cgroups.systemd, hutch.cgroups.systemd_props, hutch.dbus, "
             "hutch.cgroups.v1, hutch.cgroups.v2; print(' '.join(sorted(sys.modules)))")
     loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 check=True).stdout.split())

@@ -67,7 +67,7 @@ def test_bad_annotation_is_refused_before_anything():
 
 
 def test_unreachable_systemd_is_one_clear_error(monkeypatch, tmp_path):
-    from hutch.sys import dbus
+    from hutch.dbus import client as dbus
     monkeypatch.setattr(dbus, "system_bus_addresses", lambda: [
         (f"unix:path={tmp_path}/no-bus", True), (f"unix:path={tmp_path}/no-private", False)])
     with pytest.raises(HutchError) as exc:

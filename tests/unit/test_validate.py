@@ -249,6 +249,6 @@ def test_import_is_light():
     code = "import sys, hutch.oci.validate; print('\\n'.join(sys.modules))"
     modules = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                  check=True).stdout.split())
-    heavy = {"ctypes", "argparse", "subprocess", "threading", "hutch.sys", "hutch.security.caps",
+    heavy = {"ctypes", "argparse", "subprocess", "threading", "hutch.syscall", "hutch.security.caps",
              "dataclasses", "fcntl"}
     assert not heavy & modules

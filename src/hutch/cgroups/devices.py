@@ -2,7 +2,7 @@
 lines and as a cgroup v2 eBPF (BPF_PROG_TYPE_CGROUP_DEVICE) program.
 
 Pure: this module only builds lines and instruction bytes.  Loading and attaching
-the program is in :mod:`hutch.sys.bpf`.
+the program is in :mod:`hutch.syscall.bpf`.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ def detect(root: str = DEFAULT_ROOT) -> str:
 
 
 def _mount_fstype(path: str) -> str | None:
-    from hutch.sys import proc
+    from hutch.syscall import proc
     try:
         mounts = proc.read_mountinfo()
     except OSError:

@@ -62,7 +62,7 @@ def _fs_from_state(data: dict):
 def connect(timeout: float = 5.0):
     """A D-Bus connection to systemd (system bus, else its private socket as root),
     subscribed to job signals; returns (connection, systemd's unique name or None)."""
-    from hutch.sys import dbus
+    from hutch import dbus
     try:
         conn = dbus.connect_systemd(timeout)
     except dbus.DBusError as err:
@@ -161,7 +161,7 @@ class SystemdManager:
         if self._conn is None:
             return None
         if self._version is None:
-            from hutch.sys import dbus
+            from hutch import dbus
             try:
                 text = dbus.get_property(self._conn, SYSTEMD, SYSTEMD_PATH, MANAGER, "Version")
             except dbus.DBusError:
@@ -227,7 +227,7 @@ class SystemdManager:
         self.close()
 
     def _start_unit(self, pid: int) -> None:
-        from hutch.sys import dbus
+        from hutch import dbus
         self._bus()
         # Resources after the annotations: they win, as in runc (which sets them later).
         properties = (props.base_properties(self.unit, self.slice, f"hutch container {self.id}",
@@ -252,7 +252,7 @@ class SystemdManager:
             raise HutchError(f"systemd could not start unit {self.unit}: job {result}", where=WHERE)
 
     def _set_unit_properties(self, properties: list) -> None:
-        from hutch.sys import dbus
+        from hutch import dbus
         if not properties:
             return
         # On v1 systemd rewrites device rules as deny-all then allow each one: freeze the
@@ -280,7 +280,7 @@ class SystemdManager:
         self.fs.destroy()
 
     def _stop_unit(self) -> None:
-        from hutch.sys import dbus
+        from hutch import dbus
         # systemd would stop the scope with SIGTERM and wait out its stop timeout for a
         # PID 1 that ignores it: whatever is left is killed first, as runc's cgroupfs
         # destroy does.
@@ -315,7 +315,7 @@ class SystemdManager:
                                 timeout=JOB_TIMEOUT)
 
     def _reset_failed(self) -> None:
-        from hutch.sys import dbus
+        from hutch import dbus
         try:
             self._call("ResetFailedUnit", "s", (self.unit,))
         except (dbus.DBusError, HutchError):
@@ -323,7 +323,7 @@ class SystemdManager:
 
     def _wait_job(self, job_path: str) -> str:
         """Block until systemd reports the job finished; its result ('done', 'failed'...)."""
-        from hutch.sys import dbus
+        from hutch import dbus
 
         def is_our_job(msg) -> bool:
             return (msg.member == "JobRemoved" and msg.interface == MANAGER
@@ -346,5 +346,5 @@ class SystemdManager:
 
 
 def _variants(properties: list) -> list:
-    from hutch.sys.dbus import Variant
+    from hutch.dbus import Variant
     return [(name, Variant(sig, value)) for name, sig, value in properties]

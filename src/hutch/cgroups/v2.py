@@ -250,7 +250,7 @@ class V2Manager(common.Manager):
         program = devices.bpf_program(devices.normalize(rules))
 
         def do():
-            from hutch.sys import bpf
+            from hutch.syscall import bpf
             from hutch.errors import SysCallError
             try:
                 bpf.replace_device_program(self.path, program)

@@ -11,7 +11,7 @@ import errno
 import os
 import stat
 
-from hutch import sys as _sys
+from hutch import syscall as _sys
 from hutch.errors import ConfigError, SysCallError
 from hutch.fs.resolve import create_file_in_root, fd_path, mkdir_all_in_root
 

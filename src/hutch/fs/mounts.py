@@ -15,16 +15,16 @@ import posixpath
 import stat
 from hutch.record import dataclass
 
-from hutch import sys as _sys
+from hutch import syscall as _sys
 from hutch.errors import ConfigError, HutchError, SysCallError
 from hutch.fs.options import MountOptions, parse_options
 from hutch.fs.resolve import (
     IN_ROOT, create_file_in_root, exists_in_root, fd_path, mkdir_all_in_root, open_in_root, real_path,
     resolve_in_root,
 )
-from hutch.sys import mountapi
-from hutch.sys.proc import read_mountinfo
-from hutch.sys.constants import (
+from hutch.syscall import mountapi
+from hutch.syscall.proc import read_mountinfo
+from hutch.syscall.constants import (
     MS_BIND, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID, MS_RDONLY, MS_REC,
     MS_RELATIME, MS_REMOUNT, MS_STRICTATIME,
 )

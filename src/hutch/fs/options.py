@@ -11,13 +11,13 @@ from __future__ import annotations
 from hutch.record import dataclass, field
 
 from hutch.errors import ConfigError
-from hutch.sys.constants import (
+from hutch.syscall.constants import (
     MS_BIND, MS_DIRSYNC, MS_LAZYTIME, MS_MANDLOCK, MS_NOATIME, MS_NODEV, MS_NODIRATIME,
     MS_NOEXEC, MS_NOSUID, MS_NOSYMFOLLOW, MS_POSIXACL, MS_PRIVATE, MS_RDONLY, MS_REC,
     MS_RELATIME, MS_REMOUNT, MS_SHARED, MS_SILENT, MS_SLAVE, MS_STRICTATIME, MS_SYNCHRONOUS,
     MS_UNBINDABLE,
 )
-from hutch.sys.mountapi import (
+from hutch.syscall.mountapi import (
     MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_NODEV, MOUNT_ATTR_NODIRATIME,
     MOUNT_ATTR_NOEXEC, MOUNT_ATTR_NOSUID, MOUNT_ATTR_NOSYMFOLLOW, MOUNT_ATTR_RDONLY,
     MOUNT_ATTR_RELATIME, MOUNT_ATTR_STRICTATIME,

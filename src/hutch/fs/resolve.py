@@ -14,7 +14,7 @@ import os
 import posixpath
 import stat
 
-from hutch import sys as _sys
+from hutch import syscall as _sys
 from hutch.errors import ConfigError, SysCallError
 
 O_PATH = os.O_PATH

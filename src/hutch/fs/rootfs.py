@@ -19,7 +19,7 @@ import errno
 import os
 import stat
 
-from hutch import sys as _sys
+from hutch import syscall as _sys
 from hutch.errors import ConfigError, HutchError, SysCallError
 from hutch.fs import devices as _devices
 from hutch.fs.mounts import (
@@ -27,12 +27,12 @@ from hutch.fs.mounts import (
 )
 from hutch.fs.options import parse_options, propagation_flag
 from hutch.fs.resolve import IN_ROOT, clean, fd_path, open_root
-from hutch.sys import mountapi
-from hutch.sys.constants import (
+from hutch.syscall import mountapi
+from hutch.syscall.constants import (
     MNT_DETACH, MS_BIND, MS_MOVE, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID,
     MS_PRIVATE, MS_RDONLY, MS_REC, MS_RELATIME, MS_REMOUNT, MS_SLAVE,
 )
-from hutch.sys.proc import read_mountinfo
+from hutch.syscall.proc import read_mountinfo
 
 HOST_ROOT = "hutch:host"
 HOST_ROOT_PLACEHOLDER = "/run/hutch/.hostroot"

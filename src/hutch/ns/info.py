@@ -21,7 +21,7 @@ import re
 from hutch.record import dataclass, field
 
 from hutch.errors import ConfigError, NotFoundError, SysCallError
-from hutch.sys import constants as C
+from hutch.syscall import constants as C
 
 # lsns's order of types (and its -t names); OCI's names are accepted as aliases.
 NS_TYPES = ("mnt", "net", "pid", "uts", "ipc", "user", "cgroup", "time")
@@ -90,7 +90,7 @@ def supported_types() -> list[str]:
 
 def check_pid(pid: int, where: str = "pid") -> int:
     """pid if such a process exists (and is not a zombie), else NotFoundError."""
-    from hutch.sys import proc
+    from hutch.syscall import proc
     if pid <= 0 or not proc.is_alive(pid):
         raise NotFoundError(f"no process with pid {pid}", where=where)
     return pid
@@ -125,7 +125,7 @@ def format_command(cmdline: bytes, comm: str = "") -> str:
 
 def nsfs_mounts(mountinfo_text: str) -> list[tuple[str, int, str]]:
     """(type, inode, mount point) of each nsfs mount in a mountinfo text."""
-    from hutch.sys.proc import parse_mountinfo
+    from hutch.syscall.proc import parse_mountinfo
     lines = [line for line in mountinfo_text.splitlines() if " - nsfs " in line]
     out = []
     for mount in parse_mountinfo("\n".join(lines)):
@@ -186,7 +186,7 @@ def read_processes(types: list[str]) -> list[_Process]:
 
 def _ioctl_ino(fd: int, request: int) -> tuple[int, int]:
     """(inode, fd) of the namespace an nsfs ioctl returns; (0, -1) when not permitted."""
-    from hutch.sys import ioctl_int
+    from hutch.syscall import ioctl_int
     try:
         new_fd = ioctl_int(fd, request)
     except SysCallError:
@@ -331,7 +331,7 @@ def _add_fd_by_stat(collector: _Collector, fd_path: str, nsfs_dev: int) -> None:
         return
     if st.st_dev != nsfs_dev or st.st_ino in collector.rows:
         return
-    from hutch.sys import ioctl_int
+    from hutch.syscall import ioctl_int
     try:
         fd = os.open(fd_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
@@ -456,7 +456,7 @@ def inspect(target: int | str, ns_type: str | None = None,
 
 def _identify_file(path: str) -> tuple[str, int]:
     """(type, inode) of the nsfs file at path; ConfigError if it is not one."""
-    from hutch.sys import ioctl_int
+    from hutch.syscall import ioctl_int
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:

@@ -68,7 +68,7 @@ def setns_all(fds: dict[str, int]) -> None:
     Pass 1 joins everything but the user namespace and tolerates failures (we may
     lack the rights until we are in the owning user namespace); pass 2 joins the
     user namespace first, then retries the rest, and any failure is final."""
-    from hutch.sys import setns
+    from hutch.syscall import setns
     for attempt in (1, 2):
         for ns_type in ENTER_ORDER:
             if ns_type not in fds or fds[ns_type] < 0 or (attempt == 1 and ns_type == "user"):
@@ -105,7 +105,7 @@ def enter(target: int | str, ns_type: str):
         raise ConfigError(f"a thread cannot come back from a {ns_type} namespace: "
                           "use hutch.ns.run_in(), which enters it in a forked child",
                           where="namespace type")
-    from hutch.sys import setns
+    from hutch.syscall import setns
     flag = CLONE_FLAGS[ns_type]
     target_fd = _open_ns(namespace_path(target, ns_type), ns_type, ns_type)
     try:

@@ -6,7 +6,7 @@ import fcntl
 import os
 import struct
 
-from hutch import sys as hsys
+from hutch import syscall as hsys
 
 AF_INET = 2
 SOCK_DGRAM = 2

@@ -20,7 +20,7 @@ def persist(target: int | str, ns_type: str, path: str) -> int:
     onto a path in an older mount namespace, on a mount that is not shared: the
     kernel forbids the loops anything else could make."""
     from hutch.ns.join import namespace_path
-    from hutch.sys import MS_BIND, mount
+    from hutch.syscall import MS_BIND, mount
     ns_type = namespace_type(ns_type)
     source = namespace_path(target, ns_type)
     try:
@@ -51,7 +51,7 @@ def persist(target: int | str, ns_type: str, path: str) -> int:
 def unpersist(path: str, remove: bool = True) -> None:
     """Undo persist(): lazily unmount path (other users of the namespace keep it) and,
     with remove, delete the file."""
-    from hutch.sys import MNT_DETACH, umount2
+    from hutch.syscall import MNT_DETACH, umount2
     if not os.path.lexists(path):
         raise ConfigError(f"{path} does not exist", where=path)
     try:

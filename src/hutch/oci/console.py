@@ -8,7 +8,7 @@ import fcntl
 import os
 import struct
 
-from hutch import sys as hsys
+from hutch import syscall as hsys
 
 TIOCGPTN = 0x80045430
 

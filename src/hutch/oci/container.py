@@ -8,13 +8,14 @@ State changes happen under the container's lock and are written by rename.
 from __future__ import annotations
 
 import os
+import sys
 import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the start path)
 import time
 
 from hutch import fastjson
 from hutch.errors import ConfigError, HutchError, NotFoundError, StateError
 from hutch.oci import state as st
-from hutch.sys import proc
+from hutch.syscall import proc
 
 FIFO_NAME = "exec.fifo"
 CONFIG_COPY = "config.json"
@@ -88,7 +89,7 @@ def _id_maps(spec: dict):
 
 
 def prepare_launch(spec: dict, bundle: str, container_id: str, mode: str, **kw):
-    from hutch import sys as hsys
+    from hutch import syscall as hsys
     from hutch.oci.launcher import Launch, open_namespaces, plan_namespaces
     flags, paths = plan_namespaces(spec)
     uid_maps, gid_maps = _id_maps(spec)
@@ -323,7 +324,7 @@ def kill(root: str, container_id: str, sig: int, all_processes: bool = False) ->
 def signal_pid(pid: int, sig: int, start_time: int | None = None) -> None:
     """Signal pid through a pidfd; with start_time, only if pid is still that process
     (checked after the pidfd pins it, so a recycled pid is never signalled)."""
-    from hutch import sys as hsys
+    from hutch import syscall as hsys
     try:
         fd = hsys.pidfd_open(pid)
     except OSError:
@@ -406,7 +407,7 @@ def _destroy(root: str, state: st.State, manager, spec: dict | None) -> None:
         try:
             manager.destroy()
         except HutchError as err:
-            print(f"hutch: warning: {err}", file=__import__("sys").stderr)
+            print(f"hutch: warning: {err}", file=sys.stderr)
     _remove_dir(st.container_dir(root, state.id))
     try:
         os.unlink(os.path.join(root, f".{state.id}.lock"))

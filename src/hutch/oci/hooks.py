@@ -13,7 +13,7 @@ import sys
 import time
 
 from hutch import fastjson
-from hutch import sys as hsys
+from hutch import syscall as hsys
 from hutch.errors import HutchError
 
 HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the start path)
 
-from hutch import sys as hsys
+from hutch import syscall as hsys
 from hutch.errors import HutchError
 from hutch.oci.channel import Channel, ChildError
 
@@ -237,16 +237,16 @@ def preload_modules(launch) -> None:
     spec = launch.spec
     process = spec.get("process") or {}
     names = ["resource", "hutch.oci.process", "hutch.security.process",
-             "hutch.sys.mountapi"]   # security.process checks /proc files with it
+             "hutch.syscall.mountapi"]   # security.process checks /proc files with it
     # Only what this launch uses: an exec builds no rootfs and unshares no network.
     if launch.mode != "exec":
         names.append("hutch.fs.rootfs")
     if launch.new_ns_flags & hsys.CLONE_NEWNET:
         names.append("hutch.ns.loopback")
     if (spec.get("linux") or {}).get("seccomp"):
-        names += ["hutch.security.seccomp", "hutch.sys.seccomp"]
+        names += ["hutch.security.seccomp", "hutch.syscall.seccomp"]
     if process.get("scheduler"):
-        names.append("hutch.sys.sched")
+        names.append("hutch.syscall.sched")
     if launch.console_fd is not None:
         names += ["hutch.oci.console", "socket", "array"]
     if (spec.get("hooks") or {}).get("startContainer"):

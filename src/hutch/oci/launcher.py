@@ -12,7 +12,7 @@ import os
 import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the start path)
 from hutch.record import dataclass, field
 
-from hutch import sys as hsys
+from hutch import syscall as hsys
 from hutch.errors import ConfigError, HutchError
 from hutch.oci.channel import Channel, ChannelClosed, ChildError
 

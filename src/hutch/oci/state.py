@@ -20,7 +20,7 @@ from hutch.record import asdict, dataclass, field, fields
 
 from hutch import fastjson
 from hutch.errors import ConfigError, HutchError, NotFoundError, StateError
-from hutch.sys import proc
+from hutch.syscall import proc
 
 DEFAULT_ROOT = "/run/hutch"
 

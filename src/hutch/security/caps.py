@@ -38,7 +38,7 @@ def last_cap() -> int:
     the container's to fake, and a low number here would leave capabilities undropped."""
     global _last_cap
     if _last_cap is None:
-        from hutch import sys as hsys
+        from hutch import syscall as hsys
         from hutch.errors import SysCallError
 
         def known(cap: int) -> bool:
@@ -177,6 +177,6 @@ def runtime_permitted_mask() -> int:
     What `--privileged` should ask for: on a host whose root lacks a capability
     (CAP_SYS_RESOURCE on some VMs) asking for every capability the kernel knows makes
     capset fail, in runc as in hutch."""
-    from hutch import sys as hsys
+    from hutch import syscall as hsys
 
     return hsys.capget()[1]

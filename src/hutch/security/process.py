@@ -340,7 +340,7 @@ def open_proc(path: str, mode: str = "r"):
     """Open a /proc file and make sure it is procfs: inside a container /proc could be
     the container's own fake tree (CVE-2019-16884, CVE-2023-28642), and what we read
     or write there decides privileges."""
-    from hutch.sys.mountapi import fstatfs_type
+    from hutch.syscall.mountapi import fstatfs_type
     flags = (os.O_WRONLY if "w" in mode else os.O_RDONLY) | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(path, flags)
     try:
@@ -362,7 +362,7 @@ def apply_oom_score_adj(value: int) -> None:
 
 
 def apply_ioprio(ioprio: int) -> None:
-    from hutch import sys as hsys
+    from hutch import syscall as hsys
 
     try:
         hsys.ioprio_set(IOPRIO_WHO_PROCESS, 0, ioprio)
@@ -371,7 +371,7 @@ def apply_ioprio(ioprio: int) -> None:
 
 
 def apply_scheduler(sched: Scheduler) -> None:
-    from hutch.sys.sched import SchedAttr, sched_setattr
+    from hutch.syscall.sched import SchedAttr, sched_setattr
 
     attr = SchedAttr(sched_policy=sched.policy, sched_flags=sched.flags, sched_nice=sched.nice,
                      sched_priority=sched.priority, sched_runtime=sched.runtime,
@@ -383,7 +383,7 @@ def apply_scheduler(sched: Scheduler) -> None:
 
 
 def apply_personality(persona: int) -> None:
-    from hutch import sys as hsys
+    from hutch import syscall as hsys
 
     try:
         hsys.personality(persona)
@@ -454,7 +454,7 @@ def _groups_from_etc(uid: int) -> list[int]:
 
 def switch_user(user: User) -> None:
     """setgroups + setresgid + setresuid, keeping the permitted capabilities."""
-    from hutch import sys as hsys
+    from hutch import syscall as hsys
 
     groups = list(dict.fromkeys(_groups_from_etc(user.uid) + user.additional_gids))
     try:
@@ -480,7 +480,7 @@ def switch_user(user: User) -> None:
 
 
 def drop_bounding(keep: int, last: int) -> None:
-    from hutch import sys as hsys
+    from hutch import syscall as hsys
 
     for cap in range(last + 1):
         if not keep >> cap & 1:
@@ -491,7 +491,7 @@ def raise_ambient(ambient: int, last: int) -> None:
     """Raise each ambient capability that is permitted and inheritable; skip the rest
     silently, as runc does: `runc spec` itself lists ambient capabilities without
     making them inheritable, and engines copy that."""
-    from hutch import sys as hsys
+    from hutch import syscall as hsys
 
     hsys.prctl(hsys.PR_CAP_AMBIENT, hsys.PR_CAP_AMBIENT_CLEAR_ALL)
     for cap in range(last + 1):
@@ -513,7 +513,7 @@ def _install_seccomp(p: Plan) -> None:
 
 def finalize_process(process: dict | None, linux: dict | None, p: Plan | None = None) -> None:
     """Switch identity and drop privileges; the next call must be execve."""
-    from hutch import sys as hsys
+    from hutch import syscall as hsys
 
     if p is None:
         p = plan(process, linux)

@@ -476,6 +476,6 @@ def filter_flags(seccomp: dict) -> int:
 
 def install_filter(prog: bytes, flags: int = 0) -> None:
     """Load `prog` for the calling thread (needs no_new_privs or CAP_SYS_ADMIN)."""
-    from hutch.sys.seccomp import seccomp_set_mode_filter
+    from hutch.syscall.seccomp import seccomp_set_mode_filter
 
     seccomp_set_mode_filter(prog, flags)

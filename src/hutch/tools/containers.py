@@ -21,7 +21,7 @@ def container_namespaces(runtime_root: str = "/run/hutch") -> dict[int, list[str
     Namespaces we are in ourselves (the host's, for a container that shares them)
     are not attributed to containers: they belong to the host."""
     from hutch.oci.state import list_states
-    from hutch.sys import proc
+    from hutch.syscall import proc
     out: dict[int, list[str]] = {}
     own = set()
     for ns_type in NS_TYPES:

@@ -33,13 +33,13 @@ def netns_path(name: str, run_dir: str = NETNS_RUN_DIR) -> str:
 def _is_mount_point(path: str) -> bool:
     """True if path is a mount point in our mount namespace (mountinfo, not st_dev:
     a bind mount of a directory on itself keeps the device)."""
-    from hutch.sys.proc import read_mountinfo
+    from hutch.syscall.proc import read_mountinfo
     return any(m.mount_point == path for m in read_mountinfo())
 
 
 def prepare_run_dir(run_dir: str = NETNS_RUN_DIR) -> None:
     """mkdir run_dir and make it a shared mount point, as ``ip netns add`` does."""
-    from hutch.sys import MS_BIND, MS_REC, MS_SHARED, mount
+    from hutch.syscall import MS_BIND, MS_REC, MS_SHARED, mount
     os.makedirs(run_dir, mode=0o755, exist_ok=True)
     made_mount = False
     while True:
@@ -59,7 +59,7 @@ def add(name: str, pid: int | None = None, run_dir: str = NETNS_RUN_DIR) -> int:
 
     All or nothing: if the namespace cannot be made or mounted, the file is
     removed again."""
-    from hutch.sys import CLONE_NEWNET, MS_BIND, mount, setns, unshare
+    from hutch.syscall import CLONE_NEWNET, MS_BIND, mount, setns, unshare
     path = netns_path(name, run_dir)
     if pid is not None:
         from hutch.ns.info import check_pid
@@ -101,7 +101,7 @@ def _remove_file(path: str) -> None:
 
 def delete(name: str, run_dir: str = NETNS_RUN_DIR) -> None:
     """Unmount (lazily, as ip does) and remove /run/netns/NAME."""
-    from hutch.sys import MNT_DETACH, umount2
+    from hutch.syscall import MNT_DETACH, umount2
     path = netns_path(name, run_dir)
     if not os.path.lexists(path):
         raise NotFoundError(f"network namespace {name} does not exist", where=path)
@@ -224,7 +224,7 @@ def switch(name: str, run_dir: str = NETNS_RUN_DIR, etc_dir: str = NETNS_ETC_DIR
     """ip's netns_switch: join netns NAME in a new mount namespace of our own where
     /sys describes it and /etc/netns/NAME/* is bound over /etc/*."""
     import sys as _sys
-    from hutch.sys import (CLONE_NEWNET, CLONE_NEWNS, MNT_DETACH, MS_BIND, MS_RDONLY, MS_REC,
+    from hutch.syscall import (CLONE_NEWNET, CLONE_NEWNS, MNT_DETACH, MS_BIND, MS_RDONLY, MS_REC,
                            MS_SLAVE, mount, setns, umount2, unshare)
     path = _existing(name, run_dir)
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)

@@ -184,7 +184,7 @@ class Plan:
 def resolve_container(runtime_root: str, container_id: str) -> int:
     """The pid of a running hutch container (NotFoundError / StateError otherwise)."""
     from hutch.oci.state import load
-    from hutch.sys import proc
+    from hutch.syscall import proc
     state = load(runtime_root, container_id)
     if not state.pid or not proc.is_alive(state.pid, state.pid_start):
         raise StateError(f"container {container_id} is not running (its process is gone)",

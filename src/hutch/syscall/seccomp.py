@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ctypes
 
-from hutch import sys as hsys
+from hutch import syscall as hsys
 
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_GET_ACTION_AVAIL = 2

@@ -1,4 +1,4 @@
-"""The libc calls, through ctypes (loaded on first use via hutch.sys).
+"""The libc calls, through ctypes (loaded on first use via hutch.syscall).
 
 Every wrapper raises :class:`hutch.errors.SysCallError` naming the call, its
 main argument and the errno, so callers never inspect return codes.  Where the
@@ -12,7 +12,7 @@ import os
 
 
 from hutch.errors import SysCallError
-from hutch.sys.constants import *  # noqa: F401,F403
+from hutch.syscall.constants import *  # noqa: F401,F403
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall

@@ -12,7 +12,7 @@ import os
 import struct
 
 from hutch.errors import SysCallError
-from hutch import sys as _sys
+from hutch import syscall as _sys
 
 _NR_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
 _ATTR_SIZE = 128

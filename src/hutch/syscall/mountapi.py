@@ -1,6 +1,6 @@
 """Mount-API syscalls the base layer lacks: mount_setattr(2) and fstatfs(2)'s f_type.
 
-Same style as :mod:`hutch.sys`: each wrapper raises :class:`SysCallError` naming the
+Same style as :mod:`hutch.syscall`: each wrapper raises :class:`SysCallError` naming the
 call, so callers never look at return codes.
 """
 

@@ -1,6 +1,6 @@
 """The only package that talks to libc through ctypes.
 
-Constants load at once; the calls (hutch.sys.libc, which loads ctypes, 2-5 ms)
+Constants load at once; the calls (hutch.syscall.libc, which loads ctypes, 2-5 ms)
 load on first use, so commands that make no system call beyond os.* (state,
 list, start) never pay for ctypes.  Every wrapper raises
 :class:`hutch.errors.SysCallError` naming the call, its argument and the errno.
@@ -8,19 +8,19 @@ list, start) never pay for ctypes.  Every wrapper raises
 
 from sys import modules as _modules
 
-from hutch.sys.constants import *  # noqa: F401,F403  (re-exported for callers)
+from hutch.syscall.constants import *  # noqa: F401,F403  (re-exported for callers)
 
-# Submodules must stay unknown to __getattr__ so that `from hutch.sys import proc` imports them.
+# Submodules must stay unknown to __getattr__ so that `from hutch.syscall import proc` imports them.
 _SUBMODULES = frozenset({"libc", "proc", "constants", "mountapi", "bpf", "sched", "seccomp"})
 
 
 def __getattr__(name: str):
     if name.startswith("__") or name in _SUBMODULES:
         raise AttributeError(name)
-    import hutch.sys.libc  # noqa: F401
+    import hutch.syscall.libc  # noqa: F401
     try:
-        value = getattr(_modules["hutch.sys.libc"], name)
+        value = getattr(_modules["hutch.syscall.libc"], name)
     except AttributeError:
-        raise AttributeError(f"module 'hutch.sys' has no attribute {name!r}") from None
+        raise AttributeError(f"module 'hutch.syscall' has no attribute {name!r}") from None
     globals()[name] = value
     return value
