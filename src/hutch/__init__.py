@@ -11,7 +11,7 @@ __all__ = ["run", "Container", "HutchError"]
 
 def __getattr__(name):
     if name in ("run", "Container"):
-        from hutch import api
+        from hutch.engine import api
         return getattr(api, name)
     if name == "HutchError":
         from hutch.errors import HutchError

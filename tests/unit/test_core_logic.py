@@ -12,7 +12,7 @@ from hutch.ns import idmap
 from hutch.oci.container import parse_signal
 from hutch.oci.execproc import build_exec_process
 from hutch.oci.process import exec_environment, find_executable, home_for
-from hutch.oci.runspec import HOST_ROOT, RunOptions, build_spec
+from hutch.engine.runspec import HOST_ROOT, RunOptions, build_spec
 from hutch.oci.state import validate_id
 
 

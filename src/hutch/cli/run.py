@@ -88,12 +88,12 @@ def main(command: str, argv: list[str], g) -> int:
     if os.geteuid() != 0 and not options.userns:
         raise ConfigError("hutch run needs root (rootless containers need --userns)",
                           exit_code=EXIT_RUNTIME_ERROR)
-    from hutch.oci.attach import run_container
+    from hutch.engine.run import run_container
     return run_container(options, root=g.root, systemd_cgroup=g.systemd_cgroup)
 
 
 def to_run_options(opts: dict, args: list[str]):
-    from hutch.oci.runspec import RunOptions
+    from hutch.engine.runspec import RunOptions
     resources = {}
     if any(opts[f] for f in RESOURCE_FLAGS):
         from hutch.cgroups import resources_from_options

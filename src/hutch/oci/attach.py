@@ -102,39 +102,3 @@ def exec_with_tty(root: str, container_id: str, process: dict, *, pid_file: str 
     from hutch.oci.tty import proxy
     proxy(master)
     return wait_forwarding_signals(started.pid)
-
-
-def run_container(options, root: str, systemd_cgroup: bool = False) -> int:
-    """What `hutch run` does: build the spec from RunOptions, stay attached to our
-    stdio (stdin only with -i), a pty with -t, and clean up at exit."""
-    from hutch.oci.runspec import build_spec, check_rootfs
-    check_rootfs(options)
-    container_id = options.container_id()
-    spec = build_spec(options, container_id)
-    collect_stale_runs(root)
-    if not options.interactive and not options.tty:
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
-        os.close(null)
-    # Without limits no cgroup is made (faster), unless systemd is to hold the container.
-    return run_attached(root, container_id, os.getcwd(), spec=spec, use_init=options.init,
-                        cgroup=bool(options.resources) or systemd_cgroup,
-                        systemd_cgroup=systemd_cgroup, interactive=options.interactive)
-
-
-def collect_stale_runs(root: str) -> None:
-    """Delete what earlier `hutch run`s could not (they were SIGKILLed): their process is
-    gone, their state and cgroups are not."""
-    from hutch.errors import HutchError
-    from hutch.oci import state as st
-    for state in st.list_states(root):
-        if state.annotations.get("org.hutch.run") != "true":
-            continue
-        status = state.live_status()
-        try:
-            if status == "stopped":
-                container.delete(root, state.id, force=True)
-            elif status == "creating" and not st.is_locked(root, state.id):
-                container.delete_abandoned(root, state.id)   # its create was killed half-way
-        except HutchError:
-            pass

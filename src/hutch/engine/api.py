@@ -22,7 +22,7 @@ from hutch.record import fields
 
 from hutch.errors import StateError
 from hutch.oci import container as lifecycle
-from hutch.oci.runspec import RunOptions, build_spec, check_rootfs
+from hutch.engine.runspec import RunOptions, build_spec, check_rootfs
 from hutch.oci.state import default_root
 
 _OPTION_NAMES = {f.name for f in fields(RunOptions)}
