@@ -53,9 +53,10 @@ class Container:
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         self.m.add_pid(self.proc.pid)
         os.makedirs(os.path.join(root, self.id))
-        st.save(root, st.State(id=self.id, bundle=root, pid=self.proc.pid,
-                               pid_start=proc.start_time(self.proc.pid), status="running",
-                               cgroup=self.m.to_state()))
+        state = st.State(id=self.id, bundle=root, pid=self.proc.pid,
+                         pid_start=proc.start_time(self.proc.pid), status="running")
+        st.save(root, state)
+        st.own(root, state, {"kind": "cgroup", **self.m.to_state()})
 
     def state(self) -> st.State:
         return st.load(self.root, self.id)

@@ -40,12 +40,15 @@ def main(command: str, argv: list[str], g) -> int:
 def cmd_create(argv, g) -> int:
     from hutch.oci import container
     opts, pos = parse(argv, CREATE_FLAGS, interspersed=True)
-    container.create(g.root, _one_id(pos, "create"), opts["bundle"],
-                     console_socket=opts["console-socket"], pid_file=opts["pid-file"],
-                     preserve_fds=int_flag(opts, "preserve-fds"), no_pivot=bool(opts["no-pivot"]),
-                     no_new_keyring=bool(opts["no-new-keyring"]),
-                     systemd_cgroup=g.systemd_cgroup)
+    container.create(g.root, _one_id(pos, "create"), opts["bundle"], _create_options(opts, g))
     return 0
+
+
+def _create_options(opts: dict, g):
+    from hutch.oci.container import CreateOptions
+    return CreateOptions(console_socket=opts["console-socket"], pid_file=opts["pid-file"],
+                         preserve_fds=int_flag(opts, "preserve-fds"), no_pivot=bool(opts["no-pivot"]),
+                         no_new_keyring=bool(opts["no-new-keyring"]), systemd_cgroup=g.systemd_cgroup)
 
 
 def cmd_start(argv, g) -> int:
@@ -60,18 +63,13 @@ def cmd_run(argv, g) -> int:
     from hutch.oci import container
     opts, pos = parse(argv, RUN_FLAGS, interspersed=True)
     container_id = _one_id(pos, "run")
+    options = _create_options(opts, g)
     if opts["detach"]:
-        container.create(g.root, container_id, opts["bundle"], console_socket=opts["console-socket"],
-                         pid_file=opts["pid-file"], preserve_fds=int_flag(opts, "preserve-fds"),
-                         no_pivot=bool(opts["no-pivot"]), systemd_cgroup=g.systemd_cgroup,
-                         no_new_keyring=bool(opts["no-new-keyring"]))
+        container.create(g.root, container_id, opts["bundle"], options)
         container.start(g.root, container_id)
         return 0
     from hutch.oci.attach import run_attached
-    return run_attached(g.root, container_id, opts["bundle"], console_socket=opts["console-socket"],
-                        pid_file=opts["pid-file"], preserve_fds=int_flag(opts, "preserve-fds"),
-                        no_pivot=bool(opts["no-pivot"]), systemd_cgroup=g.systemd_cgroup,
-                        keep=bool(opts["keep"]), no_new_keyring=bool(opts["no-new-keyring"]))
+    return run_attached(g.root, container_id, opts["bundle"], options, keep=bool(opts["keep"]))
 
 
 def cmd_state(argv, g) -> int:

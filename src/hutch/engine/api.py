@@ -59,9 +59,9 @@ class Container:
             raise StateError("container already started")
         check_rootfs(self.options)
         spec = build_spec(self.options, self.id)
-        self._state, started = lifecycle.create(
-            self.root, self.id, os.getcwd(), spec=spec, foreground=True, use_init=self.options.init,
-            cgroup=bool(self.options.resources), stdio=self._stdio)
+        create = lifecycle.CreateOptions(foreground=True, use_init=self.options.init,
+                                         cgroup=bool(self.options.resources), stdio=self._stdio)
+        self._state, started = lifecycle.create(self.root, self.id, os.getcwd(), create, spec=spec)
         self.pid = started.pid
         try:
             lifecycle.release(self.root, self._state, started)

@@ -22,9 +22,10 @@ def run_container(options, root: str, systemd_cgroup: bool = False) -> int:
         os.dup2(null, 0)
         os.close(null)
     # Without limits no cgroup is made (faster), unless systemd is to hold the container.
-    return run_attached(root, container_id, os.getcwd(), spec=spec, use_init=options.init,
-                        cgroup=bool(options.resources) or systemd_cgroup,
-                        systemd_cgroup=systemd_cgroup, interactive=options.interactive)
+    create = container.CreateOptions(use_init=options.init, systemd_cgroup=systemd_cgroup,
+                                     cgroup=bool(options.resources) or systemd_cgroup)
+    return run_attached(root, container_id, os.getcwd(), create, spec=spec,
+                        interactive=options.interactive)
 
 
 def collect_stale_runs(root: str) -> None:

@@ -40,26 +40,20 @@ def receive_master(sock) -> int:
         sock.close()
 
 
-def run_attached(root: str, container_id: str, bundle: str, *, spec: dict | None = None,
-                 console_socket: str | None = None, pid_file: str | None = None,
-                 preserve_fds: int = 0, no_pivot: bool = False, systemd_cgroup: bool = False,
-                 no_new_keyring: bool = False,
-                 keep: bool = False, use_init: bool = False, cgroup: bool = True,
-                 interactive: bool = True, stdio: tuple | None = None) -> int:
-    """Create, start and wait for a container in the foreground; delete it afterwards."""
-    container.check_preserved_fds(preserve_fds)     # before the console pair takes a number
+def run_attached(root: str, container_id: str, bundle: str, options, *, spec: dict | None = None,
+                 keep: bool = False, interactive: bool = True) -> int:
+    """Create (with container.CreateOptions), start and wait for a container in the
+    foreground; delete it afterwards (with keep, record its exit status instead)."""
+    container.check_preserved_fds(options.preserve_fds)   # before the console pair takes a number
     if spec is None:
         spec = container.load_bundle_config(os.path.abspath(bundle))
-    tty = bool(spec["process"].get("terminal")) and not console_socket
+    tty = bool(spec["process"].get("terminal")) and not options.console_socket
     sock = theirs = None
     if tty:
         sock, theirs = console_pair()
+    options.foreground, options.console_fd = True, theirs
     try:
-        state, started = container.create(root, container_id, bundle, spec=spec, console_socket=console_socket,
-                                          pid_file=pid_file, preserve_fds=preserve_fds, no_pivot=no_pivot,
-                                          no_new_keyring=no_new_keyring,
-                                          systemd_cgroup=systemd_cgroup, foreground=True, use_init=use_init,
-                                          console_fd=theirs, cgroup=cgroup, stdio=stdio)
+        state, started = container.create(root, container_id, bundle, options, spec=spec)
     except BaseException:
         if sock is not None:
             sock.close()
@@ -67,6 +61,7 @@ def run_attached(root: str, container_id: str, bundle: str, *, spec: dict | None
     finally:
         if theirs is not None:
             os.close(theirs)
+    status = None
     try:
         master = receive_master(sock) if tty else None
         if master is not None:
@@ -78,10 +73,13 @@ def run_attached(root: str, container_id: str, bundle: str, *, spec: dict | None
         if master is not None:
             from hutch.oci.tty import proxy
             proxy(master, interactive=interactive)
-        return wait_status(started.pid)
+        status = wait_status(started.pid)
+        return status
     finally:
         if not keep:
             container.delete(root, container_id, force=True)
+        elif status is not None:
+            container.record_exit(root, container_id, status)
 
 
 def exec_with_tty(root: str, container_id: str, process: dict, *, pid_file: str | None,

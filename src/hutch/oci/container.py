@@ -13,8 +13,10 @@ import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the st
 import time
 
 from hutch import fastjson
-from hutch.errors import ConfigError, HutchError, NotFoundError, StateError
+from hutch.errors import ConfigError, HutchError, StateError
 from hutch.oci import state as st
+from hutch.oci.faults import step
+from hutch.record import dataclass
 from hutch.syscall import proc
 
 FIFO_NAME = "exec.fifo"
@@ -101,76 +103,115 @@ def prepare_launch(spec: dict, bundle: str, container_id: str, mode: str, **kw):
     return launch
 
 
-def create(root: str, container_id: str, bundle: str, *, console_socket: str | None = None,
-           pid_file: str | None = None, preserve_fds: int = 0, no_pivot: bool = False,
-           no_new_keyring: bool = False,
-           systemd_cgroup: bool = False, spec: dict | None = None, foreground: bool = False,
-           use_init: bool = False, console_fd: int | None = None,
-           cgroup: bool = True, stdio: tuple | None = None) -> tuple[st.State, object]:
+@dataclass
+class CreateOptions:
+    """How to create a container (runc's create flags, and what `run` and the API add)."""
+    console_socket: str | None = None
+    pid_file: str | None = None
+    preserve_fds: int = 0
+    no_pivot: bool = False
+    no_new_keyring: bool = False
+    systemd_cgroup: bool = False
+    foreground: bool = False            # wait on the channel; the caller releases it (run)
+    use_init: bool = False              # a minimal init stays PID 1 (hutch run)
+    console_fd: int | None = None       # a socket that receives the pty master
+    cgroup: bool = True                 # False: no cgroup when the spec asks for no limits
+    stdio: tuple | None = None          # fds to become the container's 0, 1, 2
+    setup: tuple = ()                   # parent-side setup steps: fn(SetupContext), in order
+
+
+class SetupContext:
+    """What a parent-side setup step gets: the container process exists with its
+    namespaces (/proc/PID/ns/*), its program has not started.  Whatever the step makes
+    must be recorded with own() *before* it is made, so delete (also after a crash)
+    undoes it."""
+
+    def __init__(self, root: str, state: st.State, pid: int, spec: dict):
+        self.root, self.state, self.pid, self.spec = root, state, pid, spec
+
+    def own(self, entry: dict) -> dict:
+        entry = st.own(self.root, self.state, entry)
+        return entry
+
+
+class _CreateSteps:
+    """The parent's part of the launch for `create`: each point where the container comes
+    to own something is written to its state before the next step (see launcher.spawn)."""
+
+    def __init__(self, root: str, state: st.State, manager, spec: dict, setup: tuple):
+        self.root, self.state, self.manager, self.spec, self.setup_steps = root, state, manager, spec, setup
+
+    def pid(self, pid: int) -> None:
+        self.state.pid = pid
+        self.state.pid_start = proc.start_time(pid)
+        st.own(self.root, self.state, {"kind": "process", "pid": pid, "start": self.state.pid_start})
+        step("create.pid-recorded")
+
+    def cgroup_joined(self) -> None:
+        # what placing the process made too (a systemd unit, v1 hierarchies systemd skips)
+        st.own(self.root, self.state, {"kind": "cgroup", **self.manager.to_state()})
+        step("create.cgroup-joined")
+
+    def setup(self, pid: int) -> None:
+        context = SetupContext(self.root, self.state, pid, self.spec)
+        for setup_step in self.setup_steps:
+            setup_step(context)
+        _prestart_hooks(self.spec, self.state, pid)
+        step("create.setup-done")
+
+
+def create(root: str, container_id: str, bundle: str, options: CreateOptions | None = None,
+           spec: dict | None = None) -> tuple[st.State, object]:
     """Create the container: everything set up, the process waiting before the user program.
 
     Returns the saved state and the launch handle (`Started`).  With
-    foreground=True the process waits on the channel instead of the fifo and the
-    caller releases it (used by `run` when it stays attached)."""
+    options.foreground the process waits on the channel instead of the fifo and the
+    caller releases it (used by `run` when it stays attached).  Everything the
+    container owns is in its journal before it is made (owned.py): a failure undoes
+    it here, a crash leaves what `delete --force` undoes."""
+    o = options or CreateOptions()
     bundle = os.path.abspath(bundle)
     st.validate_id(container_id)
-    check_preserved_fds(preserve_fds)
+    check_preserved_fds(o.preserve_fds)
     spec = spec if spec is not None else load_bundle_config(bundle)
     check_before_create(spec, bundle)
-    check_terminal(spec, console_socket, console_fd, foreground)
-    manager, resources = (_cgroup_manager(spec, container_id, systemd_cgroup) if cgroup else (None, None))
+    check_terminal(spec, o.console_socket, o.console_fd, o.foreground)
+    manager, resources = (_cgroup_manager(spec, container_id, o.systemd_cgroup) if o.cgroup else (None, None))
     with st.locked(root, container_id, create=True) as directory:
         try:
             os.mkdir(directory, 0o711)
         except FileExistsError:
             raise ConfigError(f"container with id {container_id} already exists", where="container id") from None
-        state = st.State(id=container_id, bundle=bundle, status="creating", created=_now(),
-                         owner="root" if os.geteuid() == 0 else str(os.geteuid()),
-                         rootfs=rootfs_path(spec, bundle),
-                         annotations=spec.get("annotations") or {}, config_path=CONFIG_COPY,
-                         systemd_cgroup=systemd_cgroup,
-                         namespaces={ns["type"]: ns.get("path") or "new"
-                                     for ns in (spec.get("linux") or {}).get("namespaces") or ()})
+        step("create.dir")
+        state = _new_state(container_id, bundle, spec, o)
         from hutch.oci.launcher import close_all, spawn
         launch = None
         sock_fd = fifo_fd = None
         try:
             _write_json(os.path.join(directory, CONFIG_COPY), spec)
-            if manager is not None:
-                if manager.exists() and manager.pids():
-                    # Another container (maybe of another runtime root) lives there;
-                    # delete --force would kill its processes.
-                    raise StateError(f"cgroup of container {container_id} already holds processes",
-                                     where="linux.cgroupsPath")
-                manager.create()
-                state.cgroup = manager.to_state()
             st.save(root, state)
+            step("create.state")
             if manager is not None:
-                manager.apply(resources)
-            if not foreground:
-                fifo = os.path.join(directory, FIFO_NAME)
-                os.mkfifo(fifo, 0o622)
-                os.chmod(fifo, 0o622)   # past the umask: a user namespace's root must open it
-                fifo_fd = os.open(fifo, os.O_PATH | os.O_CLOEXEC)
-            if console_socket:
-                sock_fd = _connect_console(console_socket)
-                console_fd = sock_fd
-            launch = prepare_launch(spec, bundle, container_id, "foreground" if foreground else "create",
-                                    console_fd=console_fd, preserve_fds=preserve_fds, no_pivot=no_pivot,
-                                    new_keyring=not no_new_keyring,
-                                    use_init=use_init, fifo_fd=fifo_fd, cgroup=manager,
-                                    stdio=stdio)
-            started = spawn(launch, on_prestart=lambda pid: _prestart_hooks(spec, state, pid))
-            state.pid = started.pid
-            state.pid_start = proc.start_time(started.pid)
+                _make_cgroup(root, state, manager, resources)
+            if not o.foreground:
+                fifo_fd = _make_fifo(directory)
+            console_fd = o.console_fd
+            if o.console_socket:
+                sock_fd = console_fd = _connect_console(o.console_socket)
+            launch = prepare_launch(spec, bundle, container_id, "foreground" if o.foreground else "create",
+                                    console_fd=console_fd, preserve_fds=o.preserve_fds, no_pivot=o.no_pivot,
+                                    new_keyring=not o.no_new_keyring, use_init=o.use_init, fifo_fd=fifo_fd,
+                                    cgroup=manager, stdio=o.stdio,
+                                    parent_setup=bool(o.setup) or _has_pre_pivot_hooks(spec))
+            started = spawn(launch, _CreateSteps(root, state, manager, spec, o.setup))
+            step("create.ready")
             state.status = "created"
-            if manager is not None:
-                state.cgroup = manager.to_state()   # what placing the process made too
             st.save(root, state)
-            if pid_file:
-                write_pid_file(pid_file, started.pid)
+            step("create.saved")
+            if o.pid_file:
+                write_pid_file(o.pid_file, started.pid)
         except BaseException:
-            _destroy(root, state, manager, spec=None)
+            _remove(root, state, spec=None, warn=_warn)
             raise
         finally:
             if launch is not None:
@@ -180,6 +221,46 @@ def create(root: str, container_id: str, bundle: str, *, console_socket: str | N
             if sock_fd is not None:
                 os.close(sock_fd)
     return state, started
+
+
+def _new_state(container_id: str, bundle: str, spec: dict, o: CreateOptions) -> st.State:
+    return st.State(id=container_id, bundle=bundle, status="creating", created=_now(),
+                    owner="root" if os.geteuid() == 0 else str(os.geteuid()),
+                    rootfs=rootfs_path(spec, bundle),
+                    annotations=spec.get("annotations") or {}, config_path=CONFIG_COPY,
+                    systemd_cgroup=o.systemd_cgroup,
+                    namespaces={ns["type"]: ns.get("path") or "new"
+                                for ns in (spec.get("linux") or {}).get("namespaces") or ()})
+
+
+def _make_cgroup(root: str, state: st.State, manager, resources: dict) -> None:
+    if manager.exists() and manager.pids():
+        # Another container (maybe of another runtime root) lives there;
+        # delete --force would kill its processes.
+        raise StateError(f"cgroup of container {state.id} already holds processes",
+                         where="linux.cgroupsPath")
+    st.own(root, state, {"kind": "cgroup", **manager.to_state()})
+    step("create.cgroup-recorded")
+    manager.create()
+    st.own(root, state, {"kind": "cgroup", **manager.to_state()})
+    manager.apply(resources)
+    step("create.cgroup-made")
+
+
+def _make_fifo(directory: str) -> int:
+    fifo = os.path.join(directory, FIFO_NAME)
+    os.mkfifo(fifo, 0o622)
+    os.chmod(fifo, 0o622)   # past the umask: a user namespace's root must open it
+    return os.open(fifo, os.O_PATH | os.O_CLOEXEC)
+
+
+def _has_pre_pivot_hooks(spec: dict) -> bool:
+    hooks = spec.get("hooks") or {}
+    return bool(hooks.get("prestart") or hooks.get("createRuntime"))
+
+
+def _warn(message: str) -> None:
+    print(f"hutch: warning: {message}", file=sys.stderr)
 
 
 def check_preserved_fds(count: int) -> None:
@@ -232,12 +313,25 @@ def _write_json(path: str, data: dict) -> None:
 
 
 def load_spec(root: str, state: st.State) -> dict:
+    """The config the container was created with (its copy in the state directory).
+    Fails closed: a missing or damaged copy is a StateError, never an empty config --
+    an exec without the container's seccomp filter and capabilities would be an escape."""
     path = os.path.join(st.container_dir(root, state.id), state.config_path or CONFIG_COPY)
     try:
-        with open(path) as f:
-            return fastjson.loads(f.read(), where=path)
-    except (OSError, HutchError):
-        return {}
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise StateError(f"cannot read the saved config of container {state.id}: {exc.strerror}",
+                         where=path) from None
+    try:
+        spec = fastjson.loads(raw.decode("utf-8"), where=path)
+    except (HutchError, UnicodeDecodeError) as err:
+        raise StateError(f"the saved config of container {state.id} is damaged: "
+                         f"{getattr(err, 'message', err)}", where=path) from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("process"), dict):
+        raise StateError(f"the saved config of container {state.id} is damaged: not an OCI config",
+                         where=path)
+    return spec
 
 
 def start(root: str, container_id: str) -> st.State:
@@ -279,7 +373,12 @@ def _open_fifo_and_release(fifo: str, state: st.State) -> None:
 
 def _poststart(root: str, state: st.State) -> None:
     from hutch.oci.hooks import run_hooks_warn
-    run_hooks_warn(load_spec(root, state), "poststart", state.oci("running", state.pid))
+    try:
+        spec = load_spec(root, state)
+    except StateError as err:
+        _warn(f"poststart hooks not run: {err}")   # the container runs; say what was skipped
+        return
+    run_hooks_warn(spec, "poststart", state.oci("running", state.pid))
 
 
 def get_state(root: str, container_id: str) -> dict:
@@ -287,7 +386,7 @@ def get_state(root: str, container_id: str) -> dict:
 
 
 def list_containers(root: str) -> list[dict]:
-    return [state.listing() for state in st.list_states(root)]
+    return [state.listing() for state in st.list_states(root, warn=_warn)]
 
 
 SIGNAL_NAMES = {name: getattr(signal, name) for name in dir(signal)
@@ -338,56 +437,43 @@ def signal_pid(pid: int, sig: int, start_time: int | None = None) -> None:
 
 
 def delete(root: str, container_id: str, force: bool = False) -> None:
-    """Remove a stopped (or created) container; with force, kill a running one first."""
+    """Remove a stopped (or created) container; with force, kill a running one first.
+    With force, a damaged state is removed too: what its journal names is undone."""
     if force and not os.path.isdir(st.container_dir(root, container_id)):
         return  # runc: delete --force of a missing container succeeds
     with st.locked(root, container_id):
-        state = st.load(root, container_id)
+        state = st.load_any(root, container_id, warn=_warn)
+        if state.damaged and not force:
+            raise StateError(f"{state.damaged}; `delete --force` removes it", where="state")
         status = state.live_status()
-        if status in ("running", "paused") and not force:
+        if status in ("running", "paused", "unknown") and not force:
             raise StateError(f"cannot delete container {container_id} that is not stopped: {status}")
-        manager = None
-        if state.cgroup:
+        spec = None
+        if not state.damaged and state.status != "creating":   # a create that never finished runs no hooks
+            try:
+                spec = load_spec(root, state)
+            except StateError as err:
+                if not force:
+                    raise
+                _warn(f"poststop hooks not run: {err}")
+        if status == "paused" and state.cgroup:
             from hutch import cgroups
-            manager = cgroups.from_state(state.cgroup)
-        if status != "stopped":
-            if status == "paused" and manager is not None:
-                manager.thaw()
-            _kill_and_wait(state, manager)
-        _destroy(root, state, manager, spec=load_spec(root, state))
+            cgroups.from_state(state.cgroup).thaw()
+        _remove(root, state, spec=spec, warn=_warn)
 
 
 def delete_abandoned(root: str, container_id: str) -> None:
     """Remove a container whose create died half-way: re-checked under its lock, so a
     create that is merely slow (it holds the lock) is never touched."""
     with st.locked(root, container_id):
-        state = st.load(root, container_id)
-        if state.status != "creating":
+        state = st.load_any(root, container_id)
+        if state.status != "creating" and not state.damaged:
             return
-        manager = None
-        if state.cgroup:
-            from hutch import cgroups
-            manager = cgroups.from_state(state.cgroup)
-        _destroy(root, state, manager, spec=None)
-
-
-def _kill_and_wait(state: st.State, manager) -> None:
-    try:
-        signal_pid(state.pid, signal.SIGKILL, state.pid_start)
-    except StateError:
-        pass
-    if manager is not None:
-        try:
-            manager.kill_all(signal.SIGKILL)
-        except HutchError:
-            pass
-    deadline = time.monotonic() + 10
-    while proc.is_alive(state.pid, state.pid_start) and time.monotonic() < deadline:
-        time.sleep(0.005)
+        _remove(root, state, spec=None, warn=_warn)
 
 
 def _remove_dir(path: str) -> None:
-    """Remove a container directory (flat: state, config copy, fifo) without shutil."""
+    """Remove a container directory (flat: state, journal, config copy, fifo) without shutil."""
     try:
         for entry in os.scandir(path):
             os.unlink(entry.path)
@@ -399,15 +485,13 @@ def _remove_dir(path: str) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def _destroy(root: str, state: st.State, manager, spec: dict | None) -> None:
-    """Undo everything the container owns: processes, cgroup, directory; then poststop."""
-    if state.pid and proc.is_alive(state.pid, state.pid_start):
-        _kill_and_wait(state, manager)
-    if manager is not None:
-        try:
-            manager.destroy()
-        except HutchError as err:
-            print(f"hutch: warning: {err}", file=sys.stderr)
+def _remove(root: str, state: st.State, spec: dict | None, warn) -> None:
+    """Undo everything the container owns, newest first (its process, then its cgroup,
+    ...), then its directory and lock; then the poststop hooks.  Each undo is idempotent,
+    so this also finishes what a crashed create or delete left."""
+    from hutch.oci.owned import undo_all
+    undo_all(state.owned, warn)
+    step("delete.undone")
     _remove_dir(st.container_dir(root, state.id))
     try:
         os.unlink(os.path.join(root, f".{state.id}.lock"))
@@ -416,6 +500,17 @@ def _destroy(root: str, state: st.State, manager, spec: dict | None) -> None:
     if spec:
         from hutch.oci.hooks import run_hooks_warn
         run_hooks_warn(spec, "poststop", state.oci("stopped", 0))
+
+
+def record_exit(root: str, container_id: str, status: int) -> None:
+    """Save the program's exit status (a caller that waited for it knows it)."""
+    try:
+        with st.locked(root, container_id):
+            state = st.load(root, container_id)
+            state.exit_status = status
+            st.save(root, state)
+    except HutchError:
+        pass   # deleted meanwhile: nothing left to record it in
 
 
 def exec_process(root: str, container_id: str, process: dict, *, console_socket: str | None = None,
@@ -428,8 +523,7 @@ def exec_process(root: str, container_id: str, process: dict, *, console_socket:
     status = state.live_status()
     if status not in ("created", "running"):
         raise StateError(f"cannot exec in a {status} container")
-    spec = load_spec(root, state)
-    spec = dict(spec, process=process)
+    spec = dict(load_spec(root, state), process=process)   # the container's seccomp, caps, LSM
     manager = None
     if state.cgroup:
         from hutch import cgroups

@@ -165,11 +165,11 @@ def stage2(launch, chan: Channel) -> None:
         rootfs = prepare_rootfs(spec, launch.bundle, in_userns=in_userns, console_path=None,
                                 before_cgroup=lambda: join_cgroup(launch, chan, joined))
         join_cgroup(launch, chan, joined)
-        # The spec's hook points: prestart/createRuntime (the parent runs them in the
-        # runtime's namespaces) and createContainer (here) come after the mounts,
-        # before pivot_root.
-        if launch.pre_pivot_hooks:
-            chan.send("prestart")
+        # The parent's setup stage (network setup, then the prestart/createRuntime hooks
+        # in the runtime's namespaces) and createContainer (here) come after the mounts,
+        # before pivot_root, as the spec places the hooks.
+        if launch.parent_setup:
+            chan.send("setup")
             chan.expect("go")
         run_container_hooks(spec, "createContainer", launch, os.getpid())
         enter_rootfs(spec, rootfs, no_pivot=launch.no_pivot)

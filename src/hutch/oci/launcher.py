@@ -37,11 +37,20 @@ class Launch:
     cgroup: object = None              # a hutch.cgroups manager, or None
     host_pid: int = 0                  # set by the parent for hooks that report it
     stdio: tuple | None = None         # fds to become the process's 0, 1, 2
+    parent_setup: bool = False         # stop before pivot_root for the parent's setup stage
 
-    @property
-    def pre_pivot_hooks(self) -> bool:
-        hooks = self.spec.get("hooks") or {}
-        return bool(hooks.get("prestart") or hooks.get("createRuntime"))
+
+class NoSteps:
+    """The parent's points in a launch (see spawn); `create` records ownership at each."""
+
+    def pid(self, pid: int) -> None:
+        """The container process exists (its namespaces too); nothing else is known yet."""
+
+    def cgroup_joined(self) -> None:
+        """It is in its cgroup."""
+
+    def setup(self, pid: int) -> None:
+        """The setup stage: its mounts are made, it has not pivoted, its program waits."""
 
 
 def plan_namespaces(spec: dict) -> tuple[int, dict[str, str]]:
@@ -137,11 +146,14 @@ def _as_hutch_error(err: ChildError) -> HutchError:
     return HutchError(err.message, where=err.where, exit_code=err.exit_code)
 
 
-def spawn(launch: Launch, on_prestart=None) -> Started:
+def spawn(launch: Launch, steps=None) -> Started:
     """Fork the container process and drive it to "ready".
 
-    on_prestart(pid) runs the prestart/createRuntime hooks in the runtime's
-    namespaces when the child has its mounts but has not pivoted yet."""
+    steps (see NoSteps) is told when the process exists, when it is in its cgroup,
+    and -- with launch.parent_setup -- runs the parent-side setup stage while the
+    process waits with its namespaces and mounts made, before pivot_root: network
+    setup, then the prestart/createRuntime hooks in the runtime's namespaces."""
+    steps = steps or NoSteps()
     from hutch.oci.init import preload_modules
     preload_modules(launch)
     # Become the children's reaper so the container process (orphaned when stage 1
@@ -161,18 +173,19 @@ def spawn(launch: Launch, on_prestart=None) -> Started:
         send(chan, "go")
         pid = int(chan.expect("pid"))
         launch.host_pid = pid
+        steps.pid(pid)
         if launch.cgroup is not None:
             # The container process joins its cgroup while it builds its rootfs: the first
             # cgroup.procs write waits for an RCU grace period (~15-20 ms here), which runc
             # also overlaps with its child's work.  Stage 2 waits for "cgroup" before it
             # forks, unshares its cgroup namespace, mounts cgroupfs, runs a hook or execs.
             _add_to_cgroup(launch.cgroup, pid, chan)
+            steps.cgroup_joined()
             send(chan, "cgroup")
         _reap(stage1_pid)   # the container process is our child from here on
-        if launch.mode != "exec" and launch.pre_pivot_hooks:
-            chan.expect("prestart")
-            if on_prestart:
-                on_prestart(pid)
+        if launch.mode != "exec" and launch.parent_setup:
+            chan.expect("setup")
+            steps.setup(pid)
             send(chan, "go")
         chan.expect("ready")
     except ChildError as err:

@@ -3,12 +3,14 @@
 Layout (``ROOT`` defaults to /run/hutch, runc's ``--root``)::
 
     ROOT/<id>/state.json   the record below, replaced atomically (write + rename)
+    ROOT/<id>/owned.jsonl  what the container owns, appended before it is made (owned.py)
+    ROOT/<id>/config.json  the config the container was created with: exec, kill, delete
+                           and hooks use it, never the bundle's (which may change or go)
     ROOT/<id>/exec.fifo    exists while the container is "created" (see launcher)
-    ROOT/<id>/.lock        flock()ed by any command changing this container
+    ROOT/.<id>.lock        flock()ed by any command changing this container
 
-The record keeps everything the container owns so that ``delete`` (and a crash
-recovery) can undo it: cgroup paths, network namespaces and mounts, and the pid
-with its start time so a recycled pid is never taken for the container.
+state.json keeps the pid with its start time, so a recycled pid is never taken for
+the container, the status as last recorded and the exit status once known.
 """
 
 from __future__ import annotations
@@ -46,16 +48,27 @@ class State:
     rootfs: str = ""
     annotations: dict = field(default_factory=dict)
     config_path: str = ""             # the config.json the container was created from
-    # What the container owns, for cleanup and for the tools:
     namespaces: dict = field(default_factory=dict)   # OCI type -> path it was joined from or "new"
-    cgroup: dict = field(default_factory=dict)       # {"driver": "v1"|"v2"|"systemd", "paths": {...}}
-    network: dict = field(default_factory=dict)      # reserved for net/: netns path, veths, ...
-    mounts: list = field(default_factory=list)       # host-side mounts to undo on delete
     systemd_cgroup: bool = False
-    exit_status: int | None = None
+    exit_status: int | None = None    # the program's, once a caller that waited for it knows
+
+    # Not saved in state.json: `owned` is read from the journal (owned.py), `damaged`
+    # says why state.json could not be read (the container is listed, and delete --force
+    # still undoes what the journal names).
+    owned: list = field(default_factory=list, repr=False)
+    damaged: str = field(default="", repr=False)
+
+    @property
+    def cgroup(self) -> dict:
+        """The cgroup manager's saved form ({} without a cgroup): cgroups.from_state() takes it."""
+        from hutch.oci.owned import find
+        entry = find(self.owned, "cgroup")
+        return {k: v for k, v in entry.items() if k != "kind"} if entry else {}
 
     def live_status(self) -> str:
         """created/running/stopped as the OCI spec defines them, from the process itself."""
+        if self.damaged:
+            return "unknown"
         if self.status == "creating":
             return "creating"
         if not proc.is_alive(self.pid, self.pid_start):
@@ -98,28 +111,83 @@ def container_dir(root: str, container_id: str) -> str:
     return os.path.join(root, validate_id(container_id))
 
 
+_NOT_SAVED = ("owned", "damaged")
+
+
 def save(root: str, state: State) -> None:
     """Write state.json by writing a temp file and renaming it: readers never see it torn."""
     path = os.path.join(container_dir(root, state.id), "state.json")
     tmp = f"{path}.{os.getpid()}.tmp"
+    data = asdict(state)
+    for name in _NOT_SAVED:
+        data.pop(name, None)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write(fastjson.dumps(asdict(state)))
+        f.write(fastjson.dumps(data))
     os.rename(tmp, path)
 
 
-def load(root: str, container_id: str) -> State:
-    path = os.path.join(container_dir(root, container_id), "state.json")
+def own(root: str, state: State, entry: dict) -> dict:
+    """Record that the container is about to own entry's thing (caller holds the lock)."""
+    from hutch.oci.owned import key_of, record
+    record(container_dir(root, state.id), entry)
+    key = key_of(entry)
+    for i, old in enumerate(state.owned):
+        if key_of(old) == key:
+            state.owned[i] = entry
+            return entry
+    state.owned.append(entry)
+    return entry
+
+
+def load(root: str, container_id: str, warn=None) -> State:
+    """The container's state.  A state.json that cannot be read raises StateError
+    naming the file; use load_any() where a damaged state must still be handled."""
+    state = load_any(root, container_id, warn)
+    if state.damaged:
+        raise StateError(state.damaged, where="state")
+    return state
+
+
+def load_any(root: str, container_id: str, warn=None) -> State:
+    """The state, or for a damaged state.json a State with `damaged` set, its id and what
+    the journal says it owns (so that delete --force can still undo it)."""
+    from hutch.oci.owned import read
+    directory = container_dir(root, container_id)
+    path = os.path.join(directory, "state.json")
     try:
-        with open(path) as f:
-            data = fastjson.loads(f.read(), where=path)
+        with open(path, "rb") as f:
+            raw = f.read()
     except FileNotFoundError:
-        raise NotFoundError(f"container {container_id} does not exist") from None
-    known = {f.name for f in fields(State)}
-    return State(**{k: v for k, v in data.items() if k in known})
+        if not os.path.isdir(directory):
+            raise NotFoundError(f"container {container_id} does not exist") from None
+        state = State(id=container_id, bundle="", damaged=f"container {container_id} has no state.json "
+                      "(its create was killed before saving it)")
+    else:
+        state = _decode(raw, path, container_id)
+    state.owned = read(directory, warn) or state.owned
+    return state
 
 
-def list_states(root: str = DEFAULT_ROOT) -> list[State]:
+def _decode(raw: bytes, path: str, container_id: str) -> State:
+    try:
+        data = fastjson.loads(raw.decode("utf-8"), where=path)
+        if not isinstance(data, dict) or data.get("id") != container_id:
+            raise ConfigError("not the state of this container", where=path)
+        known = {f.name for f in fields(State)} - set(_NOT_SAVED)
+        state = State(**{k: v for k, v in data.items() if k in known})
+        if data.get("cgroup"):
+            # Saved by a hutch from before the journal: its cgroup was a field here.
+            state.owned = [{"kind": "cgroup", **data["cgroup"]}]
+        return state
+    except (HutchError, UnicodeDecodeError, TypeError) as err:
+        return State(id=container_id, bundle="", damaged=f"state of container {container_id} "
+                     f"is unreadable: {err}")
+
+
+def list_states(root: str = DEFAULT_ROOT, warn=None) -> list[State]:
+    """Every container under root; a damaged one is included (status "unknown") and
+    reported through warn."""
     try:
         names = sorted(os.listdir(root))
     except FileNotFoundError:
@@ -129,9 +197,12 @@ def list_states(root: str = DEFAULT_ROOT) -> list[State]:
         if name.startswith(".") or not os.path.isdir(os.path.join(root, name)):
             continue  # lock files and anything else that is not a container directory
         try:
-            out.append(load(root, name))
-        except (HutchError, OSError, ValueError, TypeError):
-            continue
+            state = load_any(root, name)
+        except (HutchError, OSError):
+            continue   # removed while we looked, or not a container id
+        if state.damaged and warn:
+            warn(state.damaged)
+        out.append(state)
     return out
 
 
