@@ -128,6 +128,10 @@ def _undo_cgroup(entry: dict) -> None:
     the crash came before their names reached the entry (runc removes the path too)."""
     from hutch import cgroups
     data = {k: v for k, v in entry.items() if k != "kind"}
+    if data.get("driver") == "systemd":
+        # The unit starts inside add_pid: a crash (or a refused limit) there comes before
+        # the entry says so.  Stopping a unit that never started is a harmless NoSuchUnit.
+        data["started"] = True
     manager = cgroups.from_state(data)
     backend = getattr(manager, "fs", manager)
     backend.created = sorted(set(backend.created) | {d for d in backend.leaf_dirs() if os.path.isdir(d)})
