@@ -263,3 +263,71 @@ def test_persist_failure_leaves_nothing(tmp_path):
     with pytest.raises(ConfigError):
         hutch.ns.persist(os.getpid(), "bogus", path)
     assert not os.path.exists(path) and path not in _mount_points()
+
+
+# --- becoming root in a user namespace (the setgroups rule) --------------------------
+
+def _in_new_userns(deny_setgroups: bool, drop_setgid: bool) -> str:
+    """Fork a child into a new user namespace whose maps (0 -> host root) we write,
+    `deny` first if asked; the child, without CAP_SETGID if asked, calls
+    become_root_in_userns.  Returns what it reported: "ok uid gid" or "error: ..."."""
+    from hutch import syscall as hsys
+    from hutch.ns.join import become_root_in_userns
+    go_r, go_w = os.pipe()
+    out_r, out_w = os.pipe()
+    child = os.fork()
+    if child == 0:                                      # pragma: no cover (child side)
+        try:
+            os.close(go_w)
+            os.close(out_r)
+            hsys.unshare(hsys.CLONE_NEWUSER)
+            os.write(out_w, b"u")
+            os.read(go_r, 1)                            # maps written
+            if drop_setgid:
+                eff, perm, inh = hsys.capget()
+                setgid = 1 << 6                         # CAP_SETGID
+                hsys.capset(eff & ~setgid, perm & ~setgid, inh & ~setgid)
+            try:
+                become_root_in_userns()
+                report = f"ok {os.getuid()} {os.getgid()}"
+            except HutchError as exc:
+                report = f"error: {exc}"
+            os.write(out_w, report.encode())
+        finally:
+            os._exit(0)
+    os.close(go_r)
+    os.close(out_w)
+    try:
+        assert os.read(out_r, 1) == b"u"
+        if deny_setgroups:
+            with open(f"/proc/{child}/setgroups", "w") as f:
+                f.write("deny")
+        for name in ("uid_map", "gid_map"):
+            with open(f"/proc/{child}/{name}", "w") as f:
+                f.write("0 0 1\n")
+        os.write(go_w, b"g")
+        chunks = []
+        while chunk := os.read(out_r, 4096):
+            chunks.append(chunk)
+        return b"".join(chunks).decode()
+    finally:
+        os.close(go_w)
+        os.close(out_r)
+        os.waitpid(child, 0)
+
+
+def test_become_root_in_userns():
+    assert _in_new_userns(deny_setgroups=False, drop_setgid=False) == "ok 0 0"
+
+
+def test_become_root_in_userns_with_setgroups_denied():
+    # as after a rootless single-id map: setgroups fails, the namespace says "deny": fine
+    assert _in_new_userns(deny_setgroups=True, drop_setgid=False) == "ok 0 0"
+
+
+def test_become_root_in_userns_refuses_a_setgroups_failure_it_allows():
+    # setgroups is allowed there but fails (no CAP_SETGID): fail closed, saying why
+    report = _in_new_userns(deny_setgroups=False, drop_setgid=True)
+    assert report.startswith("error: user namespace: cannot become root in the user namespace: "
+                             "setgroups([]): Operation not permitted"), report
+    assert "does not deny setgroups" in report

@@ -12,11 +12,13 @@ from hutch.record import dataclass, field
 from hutch.errors import ConfigError
 from hutch.oci.process import DEFAULT_PATH
 from hutch.oci.state import OCI_VERSION
+from hutch.syscall.constants import NAMESPACE_PROC_NAMES
 
 HOST_ROOT = "hutch:host"   # the built-in default root: host system dirs read-only
 DEFAULT_ENV_PATH = "PATH=" + DEFAULT_PATH
 SHAREABLE = ("pid", "network", "ipc", "uts", "cgroup")   # never mount: the root is built in it
-SHARE_ALIASES = {"net": "network", "mnt": "mount"}
+# --share/--join-ns take OCI's type names, or the /proc/PID/ns ones (net, mnt) for them.
+SHARE_ALIASES = {proc: oci for oci, proc in NAMESPACE_PROC_NAMES.items() if proc != oci}
 OCI_MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
                     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
                     "/sys/firmware", "/sys/devices/virtual/powercap"]

@@ -21,10 +21,10 @@ from __future__ import annotations
 # attribute of the package, which would hide the function of the same name.
 _LAZY = {
     "Namespace": "hutch.ns.info",
-    "NS_TYPES": "hutch.ns.info",
+    "NS_TYPES": "hutch.ns.names",
     "list_namespaces": "hutch.ns.info",
     "inspect": "hutch.ns.info",
-    "namespace_type": "hutch.ns.info",
+    "namespace_type": "hutch.ns.names",
     "ns_inode": "hutch.ns.info",
     "enter": "hutch.ns.join",
     "run_in": "hutch.ns.join",

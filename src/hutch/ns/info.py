@@ -23,16 +23,10 @@ from hutch.record import dataclass, field
 from hutch.errors import ConfigError, NotFoundError, SysCallError
 from hutch.syscall import constants as C
 
-# lsns's order of types (and its -t names); OCI's names are accepted as aliases.
-NS_TYPES = ("mnt", "net", "pid", "uts", "ipc", "user", "cgroup", "time")
-ALIASES = {"mount": "mnt", "network": "net"}
-CLONE_FLAGS = {
-    "mnt": C.CLONE_NEWNS, "net": C.CLONE_NEWNET, "pid": C.CLONE_NEWPID, "uts": C.CLONE_NEWUTS,
-    "ipc": C.CLONE_NEWIPC, "user": C.CLONE_NEWUSER, "cgroup": C.CLONE_NEWCGROUP,
-    "time": C.CLONE_NEWTIME,
-}
-FLAG_TYPES = {flag: name for name, flag in CLONE_FLAGS.items()}
-_NSFS_LINK = re.compile(r"^(mnt|net|pid|uts|ipc|user|cgroup|time):\[(\d+)\]$")
+from hutch.ns.names import (ALIASES, CLONE_FLAGS, FLAG_TYPES, NS_TYPES,  # noqa: F401 (re-exported)
+                            namespace_type, supported_types)
+
+_NSFS_LINK = re.compile(rf"^({'|'.join(NS_TYPES)}):\[(\d+)\]$")
 
 
 @dataclass
@@ -70,23 +64,6 @@ class _Process:
 
 
 # --- names and small helpers ---------------------------------------------------
-
-def namespace_type(name: str, where: str = "namespace type") -> str:
-    """The canonical type for name (OCI aliases accepted), checked against this kernel."""
-    canonical = ALIASES.get(name, name)
-    if canonical not in CLONE_FLAGS:
-        raise ConfigError(f"unknown namespace type {name!r} (use one of {', '.join(NS_TYPES)})",
-                          where=where)
-    if not os.path.exists(f"/proc/self/ns/{canonical}"):
-        raise ConfigError(f"namespace type {canonical} is not supported by this kernel "
-                          f"(no /proc/self/ns/{canonical})", where=where)
-    return canonical
-
-
-def supported_types() -> list[str]:
-    """The namespace types this kernel has, in lsns order."""
-    return [t for t in NS_TYPES if os.path.exists(f"/proc/self/ns/{t}")]
-
 
 def check_pid(pid: int, where: str = "pid") -> int:
     """pid if such a process exists (and is not a zombie), else NotFoundError."""

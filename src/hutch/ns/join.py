@@ -15,16 +15,21 @@
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 
 from hutch.errors import ConfigError, HutchError, NotFoundError, SysCallError
-from hutch.ns.info import CLONE_FLAGS, namespace_type
+from hutch.ns.names import CLONE_FLAGS, NS_TYPES, namespace_type, proc_name
 
-# nsenter's order: user first (so a namespace it owns may be joined with its
-# rights), then the rest; mnt late because it changes our root and cwd.
-ENTER_ORDER = ("user", "cgroup", "ipc", "uts", "net", "pid", "mnt", "time")
-# A thread can come back from these with setns(saved fd).
-REVERSIBLE = ("net", "uts", "ipc", "cgroup", "pid", "time")
+# This module is on the container start path (hutch.oci opens and joins namespaces
+# through it): it imports nothing heavy, and hutch.ns.info (re) only where needed.
+
+# The table's join order (see hutch.syscall.constants.NAMESPACES): user first, so that
+# a namespace it owns may be joined with its rights; mnt last, as it changes our root
+# and cwd.  (util-linux nsenter joins time after mnt; either way is the same, every fd
+# being open before the first setns.)
+ENTER_ORDER = NS_TYPES
+# A thread can come back from these with setns(saved fd); not from mnt (shared by all
+# threads) nor user (a process that joined one has no rights left in its parent).
+REVERSIBLE = tuple(t for t in NS_TYPES if t not in ("mnt", "user"))
 
 
 def _open_ns(path: str, ns_type: str, what: str) -> int:
@@ -37,18 +42,36 @@ def _open_ns(path: str, ns_type: str, what: str) -> int:
 
 
 def namespace_path(target: int | str, ns_type: str) -> str:
-    """The nsfs file for target: a pid's /proc/PID/ns/TYPE, or a path given as is."""
-    return f"/proc/{target}/ns/{ns_type}" if isinstance(target, int) else target
+    """The nsfs file for target: a pid's /proc/PID/ns/TYPE, or a path given as is.
+    ns_type in either vocabulary (net or network)."""
+    return f"/proc/{target}/ns/{proc_name(ns_type)}" if isinstance(target, int) else target
 
 
-def open_namespaces(targets: dict[str, int | str]) -> dict[str, int]:
+def open_namespaces(targets: dict[str, int | str], on_error=None, *,
+                    canonical: bool = True) -> dict[str, int]:
     """Open each namespace {type: pid or nsfs path} before any setns (as nsenter does:
-    /proc/PID may not be reachable any more once we are inside).  All or nothing."""
+    /proc/PID may not be reachable any more once we are inside).  All or nothing: on a
+    failure the ones already open are closed.
+
+    canonical: key the result by hutch.ns's type names, each checked against this
+    kernel (OCI aliases accepted); with False the keys stay as given (the launcher's
+    OCI types, checked by plan_namespaces).  on_error(ns_type, path, oserror) -> the
+    HutchError to raise, for a caller that names the failure its own way (the
+    launcher: the spec's linux.namespaces[i].path); by default NotFoundError for a
+    missing file or process, else SysCallError."""
     fds: dict[str, int] = {}
     try:
         for ns_type, target in targets.items():
-            ns_type = namespace_type(ns_type)
-            fds[ns_type] = _open_ns(namespace_path(target, ns_type), ns_type, ns_type)
+            if canonical:
+                ns_type = namespace_type(ns_type)
+            path = namespace_path(target, ns_type)
+            if on_error is None:
+                fds[ns_type] = _open_ns(path, ns_type, ns_type)
+                continue
+            try:
+                fds[ns_type] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except OSError as err:
+                raise on_error(ns_type, path, err) from None
     except BaseException:
         close_all(fds)
         raise
@@ -56,9 +79,13 @@ def open_namespaces(targets: dict[str, int | str]) -> dict[str, int]:
 
 
 def close_all(fds: dict[str, int]) -> None:
+    """Close every fd still open in fds (joined ones are -1) and empty it."""
     for fd in fds.values():
         if fd >= 0:
-            os.close(fd)
+            try:
+                os.close(fd)
+            except OSError:
+                pass
     fds.clear()
 
 
@@ -83,6 +110,54 @@ def setns_all(fds: dict[str, int]) -> None:
             fds[ns_type] = -1
 
 
+def setgroups_denied(proc_dir_fd: int | None = None) -> bool:
+    """True if our user namespace forbids setgroups(2): /proc/self/setgroups reads "deny".
+
+    proc_dir_fd: our /proc/PID directory opened beforehand, for a caller that may have
+    joined another mount namespace (whose /proc need not show us).  The file says what
+    our user namespace allows at the time it is opened.  Unreadable counts as allowed."""
+    try:
+        fd = (os.open("setgroups", os.O_RDONLY | os.O_CLOEXEC, dir_fd=proc_dir_fd)
+              if proc_dir_fd is not None else os.open("/proc/self/setgroups", os.O_RDONLY | os.O_CLOEXEC))
+    except OSError:
+        return False
+    try:
+        return os.read(fd, 64).strip() == b"deny"
+    finally:
+        os.close(fd)
+
+
+def become_root_in_userns(proc_dir_fd: int | None = None) -> None:
+    """In a user namespace whose id maps are written: become uid/gid 0 there and drop
+    the supplementary groups (the OCI runtime's stage 1, run_in's child).
+
+    Rule (fail closed): setresgid(0), setgroups([]) and setresuid(0) must all succeed,
+    with one exception: setgroups may fail when the namespace forbids it
+    (/proc/self/setgroups is "deny", as it must be before an unprivileged writer, such
+    as a rootless `hutch run`, can write a single-id gid_map).  Then the kernel keeps
+    the groups we had and no process in the namespace can ever change them: there is
+    nothing to drop and nothing to gain, so going on is safe.  Any other failure (0
+    unmapped, setgroups refused although allowed, e.g. for want of CAP_SETGID) would
+    leave us with host ids or groups the caller meant to give up: an error.
+    proc_dir_fd: see setgroups_denied."""
+    step = "setresgid(0)"
+    try:
+        os.setresgid(0, 0, 0)
+        step = "setgroups([])"
+        try:
+            os.setgroups([])
+        except PermissionError:
+            if not setgroups_denied(proc_dir_fd):
+                raise
+        step = "setresuid(0)"
+        os.setresuid(0, 0, 0)
+    except OSError as err:
+        why = (" (the user namespace does not deny setgroups, so our groups may not stay)"
+               if isinstance(err, PermissionError) and step == "setgroups([])" else "")
+        raise HutchError(f"cannot become root in the user namespace: {step}: {err.strerror}{why}",
+                         where="user namespace") from None
+
+
 def same_namespace(pid: int, ns_type: str) -> bool:
     """True if process pid is in our own namespace of ns_type."""
     try:
@@ -93,13 +168,17 @@ def same_namespace(pid: int, ns_type: str) -> bool:
     return (mine.st_ino, mine.st_dev) == (theirs.st_ino, theirs.st_dev)
 
 
-@contextmanager
 def enter(target: int | str, ns_type: str):
     """Run the block with the calling thread in target's namespace of ns_type.
 
     target: a pid or an nsfs path (/run/netns/NAME).  On exit the thread returns
     to the namespace it was in, even if the block raised.  mnt and user cannot
     be undone this way: use run_in()."""
+    from contextlib import contextmanager      # not at import: this module is on the start path
+    return contextmanager(_enter)(target, ns_type)
+
+
+def _enter(target: int | str, ns_type: str):
     ns_type = namespace_type(ns_type)
     if ns_type not in REVERSIBLE:
         raise ConfigError(f"a thread cannot come back from a {ns_type} namespace: "
@@ -122,16 +201,6 @@ def enter(target: int | str, ns_type: str):
     finally:
         os.close(target_fd)
         os.close(home_fd)
-
-
-def become_root_in_userns() -> None:
-    """After joining a user namespace: drop groups and take uid/gid 0, as nsenter does
-    (best effort: 0 may be unmapped, setgroups may be denied)."""
-    for call in (lambda: os.setgroups([]), lambda: os.setgid(0), lambda: os.setuid(0)):
-        try:
-            call()
-        except OSError:
-            pass
 
 
 def run_in(target: int | str | dict[str, int | str], types: list[str] | str, func,
@@ -184,9 +253,13 @@ def _child_main(fds: dict[str, int], write_fd: int, func, args, kwargs) -> None:
     try:
         joined_user = "user" in fds
         joined_pid = "pid" in fds
+        # Our /proc/PID dir, opened while /proc is ours: once in the target's mount
+        # namespace, its /proc (of another pid namespace) may not show us.
+        proc_dir = os.open("/proc/self", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC) if joined_user else None
         setns_all(fds)
         if joined_user:
-            become_root_in_userns()
+            become_root_in_userns(proc_dir)
+            os.close(proc_dir)
         if joined_pid:
             grandchild = os.fork()
             if grandchild != 0:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 
 from hutch.errors import ConfigError, HutchError, SysCallError
-from hutch.ns.info import namespace_type
+from hutch.ns.names import namespace_type
 
 
 def persist(target: int | str, ns_type: str, path: str) -> int:

@@ -21,10 +21,8 @@ import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the st
 
 from hutch import syscall as hsys
 from hutch.errors import HutchError
+from hutch.ns.join import become_root_in_userns
 from hutch.oci.channel import Channel, ChildError
-
-# setns order: the user namespace first (it owns the others), mount last.
-JOIN_ORDER = ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount")
 
 # Signals the minimal init passes on to the user process.
 FORWARDED_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGUSR1,
@@ -74,7 +72,7 @@ def stage1(launch, chan: Channel) -> None:
         hsys.prctl(hsys.PR_SET_DUMPABLE, 0)
         if "user" in fds or launch.new_ns_flags & hsys.CLONE_NEWUSER:
             become_root_in_userns()
-        for ns_type in JOIN_ORDER[1:]:
+        for ns_type in hsys.NAMESPACE_JOIN_ORDER[1:]:     # the user namespace was first
             if ns_type in fds:
                 hsys.setns(fds[ns_type], hsys.NAMESPACE_FLAGS[ns_type], ns_type)
         flags = launch.new_ns_flags & ~hsys.CLONE_NEWUSER
@@ -115,16 +113,6 @@ def close_unneeded_fds(launch, chan: Channel) -> None:
         if fd > start:
             hsys.close_range(start, fd - 1)
         start = fd + 1
-
-
-def become_root_in_userns() -> None:
-    """After the maps exist: take uid/gid 0 inside, drop host supplementary groups."""
-    os.setresgid(0, 0, 0)
-    try:
-        os.setgroups([])
-    except PermissionError:
-        pass  # setgroups denied in this namespace (rootless maps): keep what we have
-    os.setresuid(0, 0, 0)
 
 
 def write_time_offsets(spec: dict) -> None:

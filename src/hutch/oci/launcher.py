@@ -13,7 +13,9 @@ import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the st
 from hutch.record import dataclass, field
 
 from hutch import syscall as hsys
-from hutch.errors import ConfigError, HutchError
+from hutch.errors import ConfigError, HutchError, StateError
+from hutch.ns import join as ns_join
+from hutch.ns.join import close_all  # noqa: F401  (the one close_all; hutch.oci.container imports it from here)
 from hutch.oci.channel import Channel, ChannelClosed, ChildError
 
 
@@ -68,20 +70,12 @@ def plan_namespaces(spec: dict) -> tuple[int, dict[str, str]]:
 
 
 def open_namespaces(paths: dict[str, str], spec: dict) -> dict[str, int]:
-    """Open every namespace to join now, before any setns changes what paths mean."""
-    fds = {}
-    try:
-        for ns_type, path in paths.items():
-            try:
-                fds[ns_type] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except OSError as exc:
-                index = _ns_index(spec, ns_type)
-                raise ConfigError(f"cannot open namespace {path}: {exc.strerror}",
-                                  where=f"linux.namespaces[{index}].path") from None
-    except BaseException:
-        close_all(fds)
-        raise
-    return fds
+    """Open every namespace to join now, before any setns changes what paths mean
+    (hutch.ns.join.open_namespaces, keyed by OCI type; a failure names the spec entry)."""
+    def error(ns_type: str, path: str, exc: OSError) -> HutchError:
+        return ConfigError(f"cannot open namespace {path}: {exc.strerror}",
+                           where=f"linux.namespaces[{_ns_index(spec, ns_type)}].path")
+    return ns_join.open_namespaces(paths, error, canonical=False)
 
 
 def _ns_index(spec: dict, ns_type: str) -> int:
@@ -91,30 +85,24 @@ def _ns_index(spec: dict, ns_type: str) -> int:
     return -1
 
 
-def close_all(fds: dict[str, int]) -> None:
-    for fd in fds.values():
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-
-
 def container_ns_fds(pid: int, spec: dict) -> dict[str, int]:
     """For exec: fds of every namespace the container's init has that differs from ours."""
-    fds = {}
-    for ns_type in ("user", "cgroup", "ipc", "uts", "network", "pid", "time", "mount"):
-        name = hsys.NAMESPACE_PROC_NAMES[ns_type]
+    differ = {}
+    for ns_type, name in hsys.NAMESPACE_PROC_NAMES.items():
         path = f"/proc/{pid}/ns/{name}"
         try:
-            if os.stat(path).st_ino == os.stat(f"/proc/self/ns/{name}").st_ino:
-                continue
-            fds[ns_type] = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            if os.stat(path).st_ino != os.stat(f"/proc/self/ns/{name}").st_ino:
+                differ[ns_type] = pid
         except FileNotFoundError:
             continue  # kernel without this namespace type
         except OSError as exc:
-            close_all(fds)
             raise HutchError(f"cannot open {path}: {exc.strerror}") from None
-    return fds
+
+    def error(_ns_type: str, path: str, exc: OSError) -> HutchError:
+        if isinstance(exc, FileNotFoundError):       # it died since the stat
+            return StateError("container not running")
+        return HutchError(f"cannot open {path}: {exc.strerror}")
+    return ns_join.open_namespaces(differ, error, canonical=False)
 
 
 class Started:

@@ -10,27 +10,26 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 
-# OCI namespace type name -> clone flag; also the /proc/PID/ns file name.
-NAMESPACE_FLAGS = {
-    "user": CLONE_NEWUSER,
-    "mount": CLONE_NEWNS,
-    "uts": CLONE_NEWUTS,
-    "ipc": CLONE_NEWIPC,
-    "network": CLONE_NEWNET,
-    "pid": CLONE_NEWPID,
-    "cgroup": CLONE_NEWCGROUP,
-    "time": CLONE_NEWTIME,
-}
-NAMESPACE_PROC_NAMES = {
-    "user": "user",
-    "mount": "mnt",
-    "uts": "uts",
-    "ipc": "ipc",
-    "network": "net",
-    "pid": "pid",
-    "cgroup": "cgroup",
-    "time": "time",
-}
+# The namespace vocabulary: every name hutch uses for a namespace type derives from
+# this table.  One row per type, in setns join order: the user namespace first (it
+# owns the others: joined first, it gives us the rights to join them), mount last
+# (it changes our root and cwd, so every other path is opened and joined before).
+#   OCI type   clone flag       /proc/PID/ns file  nsenter option  nsenter long option
+# The /proc file name is also lsns's -t name and hutch ns's canonical name.
+NAMESPACES = (
+    ("user",    CLONE_NEWUSER,   "user",   "U", "user"),
+    ("cgroup",  CLONE_NEWCGROUP, "cgroup", "C", "cgroup"),
+    ("ipc",     CLONE_NEWIPC,    "ipc",    "i", "ipc"),
+    ("uts",     CLONE_NEWUTS,    "uts",    "u", "uts"),
+    ("network", CLONE_NEWNET,    "net",    "n", "net"),
+    ("pid",     CLONE_NEWPID,    "pid",    "p", "pid"),
+    ("time",    CLONE_NEWTIME,   "time",   "T", "time"),
+    ("mount",   CLONE_NEWNS,     "mnt",    "m", "mount"),
+)
+# Derived views, in join order.  OCI type -> clone flag / -> /proc/PID/ns file name.
+NAMESPACE_FLAGS = {oci: flag for oci, flag, _proc, _opt, _long in NAMESPACES}
+NAMESPACE_PROC_NAMES = {oci: proc for oci, _flag, proc, _opt, _long in NAMESPACES}
+NAMESPACE_JOIN_ORDER = tuple(NAMESPACE_FLAGS)          # OCI names, user first, mount last
 
 # mount(2) flags
 MS_RDONLY = 1

@@ -26,11 +26,11 @@ from hutch.record import dataclass, field
 
 from hutch.errors import ConfigError, HutchError, NotFoundError, StateError
 
-# option letter -> namespace type (nsenter's letters)
-NS_OPTIONS = {"m": "mnt", "u": "uts", "i": "ipc", "n": "net", "p": "pid", "U": "user",
-              "C": "cgroup", "T": "time"}
-LONG_NS = {"mount": "m", "uts": "u", "ipc": "i", "net": "n", "pid": "p", "user": "U",
-           "cgroup": "C", "time": "T"}
+from hutch.syscall.constants import NAMESPACES
+
+# nsenter's option letter -> namespace type (hutch.ns's name), long option -> letter
+NS_OPTIONS = {letter: proc for _oci, _flag, proc, letter, _long in NAMESPACES}
+LONG_NS = {long: letter for _oci, _flag, _proc, letter, long in NAMESPACES}
 OPTIONAL_ARG = set(NS_OPTIONS) | {"r", "w"}
 REQUIRED_ARG = {"t", "S", "G"}
 FLAGS = {"a", "F", "h"}
