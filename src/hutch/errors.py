@@ -43,8 +43,12 @@ class StateError(HutchError):
     """An operation that the container's current status does not allow."""
 
 
-class SysCallError(HutchError, OSError):
-    """A system call failed; names the call, its argument and the errno."""
+class SysCallError(HutchError):
+    """A system call failed; names the call, its argument and the errno.
+
+    Not an OSError on purpose: an `except OSError` meant for a file the code opened
+    must not swallow a failed mount or setns.  Catch SysCallError (and look at .errno)
+    where a failing call is expected."""
 
     def __init__(self, call: str, err: int, detail: str | None = None):
         name = _errno.errorcode.get(err, str(err))

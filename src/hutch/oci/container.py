@@ -13,7 +13,7 @@ import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the st
 import time
 
 from hutch import fastjson
-from hutch.errors import ConfigError, HutchError, StateError
+from hutch.errors import ConfigError, HutchError, StateError, SysCallError
 from hutch.oci import state as st
 from hutch.oci.faults import step
 from hutch.record import dataclass
@@ -426,7 +426,7 @@ def signal_pid(pid: int, sig: int, start_time: int | None = None) -> None:
     from hutch import syscall as hsys
     try:
         fd = hsys.pidfd_open(pid)
-    except OSError:
+    except SysCallError:
         raise StateError("container not running") from None
     try:
         if start_time is not None and proc.start_time(pid) != start_time:

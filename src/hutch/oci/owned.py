@@ -30,7 +30,7 @@ from __future__ import annotations
 import os
 
 from hutch import fastjson
-from hutch.errors import HutchError
+from hutch.errors import HutchError, SysCallError
 
 JOURNAL = "owned.jsonl"
 
@@ -110,7 +110,7 @@ def _undo_process(entry: dict) -> None:
     from hutch import syscall
     try:
         fd = syscall.pidfd_open(pid)
-    except OSError:
+    except SysCallError:
         return                                   # gone already
     try:
         if proc.start_time(pid) == start:        # pinned and still ours: never a recycled pid
@@ -151,7 +151,7 @@ def _undo_mount(entry: dict) -> None:
     from hutch import syscall
     try:
         syscall.umount2(entry["path"], syscall.MNT_DETACH)
-    except OSError as exc:
+    except SysCallError as exc:
         if exc.errno not in (2, 22):             # ENOENT, EINVAL (not a mount point any more)
             raise
 

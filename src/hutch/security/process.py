@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 from hutch.record import dataclass, field
 
-from hutch.errors import ConfigError, HutchError
+from hutch.errors import ConfigError, HutchError, SysCallError
 from hutch.security import caps as capmod
 
 RLIMITS = {
@@ -312,7 +312,7 @@ def validate(process: dict | None, linux: dict | None) -> None:
 
 # --- prepare ----------------------------------------------------------------------------
 
-def _fail(what: str, err: OSError, where: str, hint: str = "") -> HutchError:
+def _fail(what: str, err, where: str, hint: str = "") -> HutchError:
     name = os.strerror(err.errno) if err.errno else str(err)
     return HutchError(f"{what}: {name}{'; ' + hint if hint else ''}", where=where)
 
@@ -366,7 +366,7 @@ def apply_ioprio(ioprio: int) -> None:
 
     try:
         hsys.ioprio_set(IOPRIO_WHO_PROCESS, 0, ioprio)
-    except OSError as err:
+    except SysCallError as err:
         raise _fail("ioprio_set", err, "process.ioPriority") from None
 
 
@@ -378,7 +378,7 @@ def apply_scheduler(sched: Scheduler) -> None:
                      sched_deadline=sched.deadline, sched_period=sched.period)
     try:
         sched_setattr(attr)
-    except OSError as err:
+    except SysCallError as err:
         raise _fail("sched_setattr", err, "process.scheduler") from None
 
 
@@ -387,7 +387,7 @@ def apply_personality(persona: int) -> None:
 
     try:
         hsys.personality(persona)
-    except OSError as err:
+    except SysCallError as err:
         raise _fail(f"personality {persona:#x}", err, "linux.personality") from None
 
 
@@ -498,7 +498,7 @@ def raise_ambient(ambient: int, last: int) -> None:
         if ambient >> cap & 1:
             try:
                 hsys.prctl(hsys.PR_CAP_AMBIENT, hsys.PR_CAP_AMBIENT_RAISE, cap)
-            except OSError:
+            except SysCallError:
                 pass
 
 
@@ -540,7 +540,7 @@ def finalize_process(process: dict | None, linux: dict | None, p: Plan | None = 
         _install_seccomp(p)
     try:
         hsys.capset(sets.effective, sets.permitted, sets.inheritable)
-    except OSError as err:
+    except SysCallError as err:
         raise _fail("capset", err, "process.capabilities") from None
     raise_ambient(sets.ambient, last)
     if p.seccomp_prog and p.no_new_privs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 
 from hutch import syscall as hsys
+from hutch.errors import SysCallError
 
 SECCOMP_SET_MODE_FILTER = 1
 SECCOMP_GET_ACTION_AVAIL = 2
@@ -30,6 +31,6 @@ def action_available(action: int) -> bool:
     try:
         hsys.syscall("seccomp", ctypes.c_uint(SECCOMP_GET_ACTION_AVAIL), ctypes.c_uint(0),
                      ctypes.byref(value))
-    except OSError:
+    except SysCallError:
         return False
     return True
