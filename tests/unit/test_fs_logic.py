@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from hutch.errors import ConfigError
+from hutch.errors import ConfigError, SysCallError
 from hutch.fs import options as o
 from hutch.fs.devices import parse_devices
 from hutch.fs.mounts import check_proc_mount
@@ -180,8 +180,9 @@ def test_symlinks_resolve_inside_the_root(tmp_path):
         assert resolve_in_root(fd, "/up/passwd") == "/etc/passwd"
         assert resolve_in_root(fd, "/dangling/x") == "/not/yet/here/x"
         assert resolve_in_root(fd, "/abs/../abs/dir/../..") == "/"
-        with pytest.raises(OSError):
+        with pytest.raises(SysCallError) as exc:
             resolve_in_root(fd, "/real/loop/x")
+        assert exc.value.errno == 40   # ELOOP
     finally:
         os.close(fd)
     assert safe_join(str(root), "/up/passwd") == str(root.resolve()) + "/etc/passwd"
