@@ -35,12 +35,6 @@ HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer",
 
 NAMESPACE_TYPES = ("cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time")
 
-RLIMIT_TYPES = (
-    "RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_LOCKS",
-    "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE", "RLIMIT_NPROC",
-    "RLIMIT_RSS", "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK",
-)
-
 CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 
 IOPRIO_CLASSES = ("IOPRIO_CLASS_RT", "IOPRIO_CLASS_BE", "IOPRIO_CLASS_IDLE")
@@ -402,11 +396,12 @@ def _check_capabilities(value, where: str) -> None:
 
 
 def _check_rlimits(value, where: str) -> None:
+    from hutch.syscall.constants import RLIMITS   # only when rlimits are set
     seen = {}
     for i, item in enumerate(_list(value, where)):
         at = f"{where}[{i}]"
         rlimit = _obj(item, at)
-        kind = _one_of(_required(rlimit, "type", at), f"{at}.type", RLIMIT_TYPES)
+        kind = _one_of(_required(rlimit, "type", at), f"{at}.type", sorted(RLIMITS))
         soft = _int(_required(rlimit, "soft", at), f"{at}.soft", UINT64)
         hard = _int(_required(rlimit, "hard", at), f"{at}.hard", UINT64)
         if soft > hard:
