@@ -37,8 +37,7 @@ def test_every_raw_syscall_has_a_number(machine, monkeypatch):
     table = numbers.table(numbers.NATIVE_ABIS[machine])
     missing = sorted(raw_syscalls_used() - set(table))
     assert not missing, f"no {machine} number for {missing}"
-    fake = os.uname_result(os.uname()[:4] + (machine,))
-    monkeypatch.setattr(os, "uname", lambda: fake)
+    monkeypatch.setattr(numbers, "MACHINE", machine)
     for name in raw_syscalls_used():
         assert numbers.number(name) == table[name]
 
@@ -51,8 +50,7 @@ def test_known_numbers():
 
 
 def test_unknown_architecture_is_refused(monkeypatch):
-    fake = os.uname_result(os.uname()[:4] + ("riscv64",))
-    monkeypatch.setattr(os, "uname", lambda: fake)
+    monkeypatch.setattr(numbers, "MACHINE", "riscv64")
     with pytest.raises(numbers.NoSyscallNumber) as info:
         numbers.number("bpf")
     assert str(info.value) == "syscall bpf: no number known for architecture riscv64"
@@ -62,8 +60,7 @@ def test_unknown_architecture_is_refused(monkeypatch):
 def test_unknown_architecture_is_refused_at_the_call(monkeypatch):
     """The wrappers look the number up when called, not at import: no x86_64 fallback."""
     from hutch.syscall import bpf, sched
-    fake = os.uname_result(os.uname()[:4] + ("s390x",))
-    monkeypatch.setattr(os, "uname", lambda: fake)
+    monkeypatch.setattr(numbers, "MACHINE", "s390x")
     with pytest.raises(numbers.NoSyscallNumber, match="^syscall sched_getattr: no number known "
                        "for architecture s390x$"):
         sched.sched_getattr()
@@ -72,11 +69,18 @@ def test_unknown_architecture_is_refused_at_the_call(monkeypatch):
 
 
 def test_a_name_the_abi_lacks_is_refused(monkeypatch):
-    fake = os.uname_result(os.uname()[:4] + ("aarch64",))
-    monkeypatch.setattr(os, "uname", lambda: fake)
+    monkeypatch.setattr(numbers, "MACHINE", "aarch64")
     with pytest.raises(numbers.NoSyscallNumber, match="^syscall open: no number known for "
                        "architecture aarch64$"):
         numbers.number("open")
+
+
+def test_the_machine_is_read_once(monkeypatch):
+    """personality(LINUX32) in the container makes uname say i686; the numbers stay native."""
+    native = numbers.number("close_range")
+    fake = os.uname_result(os.uname()[:4] + ("i686",))
+    monkeypatch.setattr(os, "uname", lambda: fake)
+    assert numbers.number("close_range") == native
 
 
 def test_tables_hold_every_abi():

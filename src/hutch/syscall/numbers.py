@@ -22,6 +22,9 @@ from hutch.errors import SysCallError
 # The ABIs tabled below, and the one a native process uses on each machine.
 ABIS = ("X86_64", "I386", "X32", "AARCH64")
 NATIVE_ABIS = {"x86_64": "X86_64", "aarch64": "AARCH64"}
+# This machine, read once at import: in the container, personality(LINUX32) makes
+# uname say i686 while the process keeps making x86_64 syscalls.
+MACHINE = os.uname().machine
 
 
 class NoSyscallNumber(SysCallError):
@@ -51,16 +54,15 @@ def _find(text: str, name: str) -> int | None:
 
 def number(name: str) -> int:
     """The number of syscall `name` on this machine; NoSyscallNumber when none is known."""
-    machine = os.uname().machine
     try:
-        return _cache[machine, name]
+        return _cache[MACHINE, name]
     except KeyError:
         pass
-    abi = NATIVE_ABIS.get(machine)
+    abi = NATIVE_ABIS.get(MACHINE)
     nr = _find(globals()[abi], name) if abi else None
     if nr is None:
-        raise NoSyscallNumber(name, machine)
-    _cache[machine, name] = nr
+        raise NoSyscallNumber(name, MACHINE)
+    _cache[MACHINE, name] = nr
     return nr
 
 
