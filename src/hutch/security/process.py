@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 from hutch.record import dataclass, field
 
+from hutch import checks
 from hutch.errors import ConfigError, HutchError
 from hutch.security import caps as capmod
 from hutch.syscall.constants import RLIMITS
@@ -113,18 +114,19 @@ class Plan:
     seccomp_flags: int = 0
 
 
-def _int(value, where: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"must be an integer in [{low}, {high}], not {value!r}", where=where)
-    return value
+def _bad_int(value, low: int, high: int) -> str:
+    return f"must be an integer in [{low}, {high}], not {value!r}"
+
+
+_CHECK = checks.Checker(
+    lambda value, expected, low, high: _bad_int(value, low, high) if expected == checks.INTEGER
+    else f"must be {expected}", _bad_int, ConfigError)
+_int = _CHECK.integer
 
 
 def _object(value, where: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError("must be an object", where=where)
-    return value
+    """value as an object, {} when null or absent."""
+    return {} if value is None else _CHECK.object(value, where)
 
 
 def parse_rlimits(rlimits, where: str = "process.rlimits") -> list[Rlimit]:
