@@ -9,7 +9,7 @@ backends because they depend on the host.
 
 from __future__ import annotations
 
-
+from hutch import checks
 from hutch.errors import ConfigError
 
 BASE = "linux.resources"
@@ -43,30 +43,12 @@ THROTTLES = ("throttleReadBpsDevice", "throttleWriteBpsDevice", "throttleReadIOP
              "throttleWriteIOPSDevice")
 
 
-def _int(value, where: str, lo: int, hi: int, what: str = "integer") -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"invalid value {value!r}: expected an {what}", where=where)
-    if not lo <= value <= hi:
-        raise ConfigError(f"invalid value {value}: must be between {lo} and {hi}", where=where)
-    return value
-
-
-def _bool(value, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"invalid value {value!r}: expected true or false", where=where)
-    return value
-
-
-def _dict(value, where: str) -> dict:
-    if not isinstance(value, dict):
-        raise ConfigError(f"invalid value {value!r}: expected an object", where=where)
-    return value
-
-
-def _list(value, where: str) -> list:
-    if not isinstance(value, list):
-        raise ConfigError(f"invalid value {value!r}: expected an array", where=where)
-    return value
+_CHECK = checks.Checker(
+    lambda value, expected, low, high: "invalid value {!r}: expected {}".format(
+        value, "true or false" if expected == checks.BOOLEAN else expected),
+    lambda value, low, high: f"invalid value {value}: must be between {low} and {high}",
+    ConfigError)
+_int, _bool, _dict, _list = _CHECK.integer, _CHECK.boolean, _CHECK.object, _CHECK.array
 
 
 def _known(section: dict, keys: set, where: str) -> None:

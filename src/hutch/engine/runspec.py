@@ -12,7 +12,7 @@ from hutch.record import dataclass, field
 from hutch.errors import ConfigError
 from hutch.oci.process import DEFAULT_PATH
 from hutch.oci.state import OCI_VERSION
-from hutch.syscall.constants import NAMESPACE_PROC_NAMES
+from hutch.syscall.constants import NAMESPACE_PROC_NAMES, RLIMITS
 
 HOST_ROOT = "hutch:host"   # the built-in default root: host system dirs read-only
 DEFAULT_ENV_PATH = "PATH=" + DEFAULT_PATH
@@ -23,8 +23,7 @@ OCI_MASKED_PATHS = ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "
                     "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
                     "/sys/firmware", "/sys/devices/virtual/powercap"]
 OCI_READONLY_PATHS = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-RLIMIT_NAMES = {"core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue", "nice", "nofile",
-                "nproc", "rss", "rtprio", "rttime", "sigpending", "stack", "as"}
+RLIMIT_NAMES = {name.removeprefix("RLIMIT_").lower() for name in RLIMITS}   # --ulimit nofile=...
 
 
 @dataclass

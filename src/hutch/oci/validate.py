@@ -19,7 +19,7 @@ cases are listed in tests/unit/test_validate_cases.py with ``runc_accepts``.
 
 from __future__ import annotations
 
-from hutch import fastjson
+from hutch import checks, fastjson
 import os
 
 from hutch.errors import EXIT_OCI_ERROR, ConfigError
@@ -34,12 +34,6 @@ HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer",
               "poststart", "poststop")
 
 NAMESPACE_TYPES = ("cgroup", "ipc", "mount", "network", "pid", "user", "uts", "time")
-
-RLIMIT_TYPES = (
-    "RLIMIT_AS", "RLIMIT_CORE", "RLIMIT_CPU", "RLIMIT_DATA", "RLIMIT_FSIZE", "RLIMIT_LOCKS",
-    "RLIMIT_MEMLOCK", "RLIMIT_MSGQUEUE", "RLIMIT_NICE", "RLIMIT_NOFILE", "RLIMIT_NPROC",
-    "RLIMIT_RSS", "RLIMIT_RTPRIO", "RLIMIT_RTTIME", "RLIMIT_SIGPENDING", "RLIMIT_STACK",
-)
 
 CAPABILITY_SETS = ("bounding", "effective", "inheritable", "permitted", "ambient")
 
@@ -146,19 +140,22 @@ def _fail(where: str, message: str):
     raise ConfigError(message, where=where, exit_code=EXIT_OCI_ERROR)
 
 
-def _kind(value) -> str:
-    """JSON name of a Python value's type, for messages."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "an array"
-    return "an object"
+_kind = checks.kind
+
+
+def _wrong_type(value, expected: str, low, high) -> str:
+    if expected == checks.BOOLEAN:
+        expected = "a boolean (true or false)"
+    return (f"must be {expected}, not {_kind(value)}"
+            + (f" ({value!r})" if expected == checks.INTEGER and isinstance(value, float) else ""))
+
+
+def _out_of_range(value: int, low: int, high: int) -> str:
+    return f"{value} is out of range ({low}..{high})"
+
+
+_CHECK = checks.Checker(_wrong_type, _out_of_range, ConfigError, EXIT_OCI_ERROR)
+_obj, _list, _str, _bool = _CHECK.object, _CHECK.array, _CHECK.string, _CHECK.boolean
 
 
 def _at(where: str, key: str) -> str:
@@ -168,45 +165,15 @@ def _at(where: str, key: str) -> str:
     return f"{where}[{fastjson.dumps(key)}]"
 
 
-def _obj(value, where: str) -> dict:
-    if not isinstance(value, dict):
-        _fail(where, f"must be an object, not {_kind(value)}")
-    return value
-
-
 def _opt_obj(parent: dict, key: str, where: str) -> dict:
     """parent[key] as an object, {} when absent or null."""
     value = parent.get(key)
     return {} if value is None else _obj(value, _at(where, key))
 
 
-def _list(value, where: str) -> list:
-    if not isinstance(value, list):
-        _fail(where, f"must be an array, not {_kind(value)}")
-    return value
-
-
-def _str(value, where: str) -> str:
-    if not isinstance(value, str):
-        _fail(where, f"must be a string, not {_kind(value)}")
-    return value
-
-
-def _bool(value, where: str) -> bool:
-    if not isinstance(value, bool):
-        _fail(where, f"must be a boolean (true or false), not {_kind(value)}")
-    return value
-
-
 def _int(value, where: str, bounds: tuple[int, int]) -> int:
     """An integer (not a boolean, not 1.0) within the inclusive bounds."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(where, f"must be an integer, not {_kind(value)}"
-              + (f" ({value!r})" if isinstance(value, float) else ""))
-    low, high = bounds
-    if not low <= value <= high:
-        _fail(where, f"{value} is out of range ({low}..{high})")
-    return value
+    return _CHECK.integer(value, where, *bounds)
 
 
 def _str_list(value, where: str) -> list:
@@ -402,11 +369,12 @@ def _check_capabilities(value, where: str) -> None:
 
 
 def _check_rlimits(value, where: str) -> None:
+    from hutch.syscall.constants import RLIMITS   # only when rlimits are set
     seen = {}
     for i, item in enumerate(_list(value, where)):
         at = f"{where}[{i}]"
         rlimit = _obj(item, at)
-        kind = _one_of(_required(rlimit, "type", at), f"{at}.type", RLIMIT_TYPES)
+        kind = _one_of(_required(rlimit, "type", at), f"{at}.type", sorted(RLIMITS))
         soft = _int(_required(rlimit, "soft", at), f"{at}.soft", UINT64)
         hard = _int(_required(rlimit, "hard", at), f"{at}.hard", UINT64)
         if soft > hard:

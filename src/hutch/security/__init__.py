@@ -6,6 +6,5 @@
   personality, umask, LSM labels) and ``finalize_process`` (groups/uid/gid, bounding,
   capset, ambient, no_new_privs, seccomp), called by the container init.
 - ``seccomp``: a pure compiler from OCI ``linux.seccomp`` to classic BPF, plus
-  ``install_filter``; ``syscall_table`` holds the generated syscall numbers
-  (``gen_syscall_table`` regenerates it from the kernel headers).
+  ``install_filter``; the syscall numbers come from :mod:`hutch.syscall.numbers`.
 """

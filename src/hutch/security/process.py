@@ -35,15 +35,10 @@ from __future__ import annotations
 import os
 from hutch.record import dataclass, field
 
+from hutch import checks
 from hutch.errors import ConfigError, HutchError, SysCallError
 from hutch.security import caps as capmod
-
-RLIMITS = {
-    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
-    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
-    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
-    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
-}
+from hutch.syscall.constants import RLIMITS
 U64 = (1 << 64) - 1
 RLIM_INFINITY = U64
 
@@ -119,18 +114,19 @@ class Plan:
     seccomp_flags: int = 0
 
 
-def _int(value, where: str, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ConfigError(f"must be an integer in [{low}, {high}], not {value!r}", where=where)
-    return value
+def _bad_int(value, low: int, high: int) -> str:
+    return f"must be an integer in [{low}, {high}], not {value!r}"
+
+
+_CHECK = checks.Checker(
+    lambda value, expected, low, high: _bad_int(value, low, high) if expected == checks.INTEGER
+    else f"must be {expected}", _bad_int, ConfigError)
+_int = _CHECK.integer
 
 
 def _object(value, where: str) -> dict:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError("must be an object", where=where)
-    return value
+    """value as an object, {} when null or absent."""
+    return {} if value is None else _CHECK.object(value, where)
 
 
 def parse_rlimits(rlimits, where: str = "process.rlimits") -> list[Rlimit]:

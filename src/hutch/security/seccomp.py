@@ -38,7 +38,7 @@ from hutch.record import dataclass, field
 from hutch.errors import ConfigError
 # Imported here, not lazily: the compiler runs in the container's init after
 # pivot_root, where the host's Python files may be out of reach.
-from hutch.security import syscall_table
+from hutch.syscall import numbers
 
 # --- kernel constants (linux/seccomp.h, linux/audit.h, linux/filter.h) -------------
 
@@ -106,7 +106,7 @@ class Abi:
     """One syscall ABI a filter section handles."""
     name: str          # SCMP_ARCH_*
     audit_arch: int    # what seccomp_data.arch holds for it
-    table: str         # attribute of hutch.security.syscall_table
+    table: str         # its syscall numbers: hutch.syscall.numbers.table(table)
     bits: int          # argument width
 
 
@@ -363,7 +363,7 @@ class _Entry:
 
 
 def _entries(profile: Profile, abi: Abi) -> dict[int, _Entry]:
-    table = getattr(syscall_table, abi.table)
+    table = numbers.table(abi.table)
     entries: dict[int, _Entry] = {}
     for names, rule in profile.rules:
         for name in names:

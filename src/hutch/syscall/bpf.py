@@ -12,9 +12,8 @@ import os
 import struct
 
 from hutch.errors import SysCallError
-from hutch import syscall as _sys
+from hutch.syscall.libc import syscall
 
-_NR_BPF = {"x86_64": 321, "aarch64": 280}.get(os.uname().machine, 321)
 _ATTR_SIZE = 128
 
 BPF_PROG_LOAD = 5
@@ -28,10 +27,7 @@ BPF_F_ALLOW_MULTI = 2
 
 
 def _bpf(cmd: int, attr: ctypes.Array, detail: str) -> int:
-    ret = _sys._syscall(ctypes.c_long(_NR_BPF), ctypes.c_int(cmd), attr, ctypes.c_uint(_ATTR_SIZE))
-    if ret < 0:
-        raise SysCallError("bpf", ctypes.get_errno(), detail)
-    return ret
+    return syscall("bpf", ctypes.c_int(cmd), attr, ctypes.c_uint(_ATTR_SIZE), detail=detail)
 
 
 def prog_load_device(insns: bytes, name: str = "hutch_dev") -> int:

@@ -31,6 +31,16 @@ NAMESPACE_FLAGS = {oci: flag for oci, flag, _proc, _opt, _long in NAMESPACES}
 NAMESPACE_PROC_NAMES = {oci: proc for oci, _flag, proc, _opt, _long in NAMESPACES}
 NAMESPACE_JOIN_ORDER = tuple(NAMESPACE_FLAGS)          # OCI names, user first, mount last
 
+# setrlimit(2)/prlimit(2) resources by their OCI process.rlimits name (asm-generic/resource.h,
+# x86_64 and aarch64 alike): what config validation, `hutch run --ulimit` and the
+# container init accept, all from this one table.
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+
 # mount(2) flags
 MS_RDONLY = 1
 MS_NOSUID = 2

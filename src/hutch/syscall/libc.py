@@ -13,21 +13,11 @@ import os
 
 from hutch.errors import SysCallError
 from hutch.syscall.constants import *  # noqa: F401,F403
+from hutch.syscall.numbers import number
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _syscall = _libc.syscall
 _syscall.restype = ctypes.c_long
-
-# Syscalls glibc 2.36 has no wrapper for (or wraps awkwardly), by architecture.
-_SYSCALL_NUMBERS = {
-    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "close_range": 436,
-               "openat2": 437, "pidfd_open": 434, "pidfd_send_signal": 424, "seccomp": 317,
-               "landlock_create_ruleset": 444, "ioprio_set": 251, "keyctl": 250},
-    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "close_range": 436,
-                "openat2": 437, "pidfd_open": 434, "pidfd_send_signal": 424, "seccomp": 277,
-                "landlock_create_ruleset": 444, "ioprio_set": 30, "keyctl": 219},
-}
-_NR = _SYSCALL_NUMBERS.get(os.uname().machine, {})   # other machines: a clear error, never wrong numbers
 
 
 def _fs(value: str | bytes | None) -> bytes | None:
@@ -41,11 +31,9 @@ def _check(ret: int, call: str, detail: str | None = None) -> int:
 
 
 def syscall(name: str, *args, detail: str | None = None) -> int:
-    """Invoke a raw syscall by name (from the table above)."""
-    if name not in _NR:
-        from hutch.errors import HutchError
-        raise HutchError(f"{name}: no syscall number known for {os.uname().machine}")
-    return _check(_syscall(ctypes.c_long(_NR[name]), *args), name, detail)
+    """Invoke a raw syscall by name, for those glibc 2.36 has no wrapper for (or wraps
+    awkwardly); the number comes from hutch.syscall.numbers (NoSyscallNumber if none)."""
+    return _check(_syscall(ctypes.c_long(number(name)), *args), name, detail)
 
 
 # --- namespaces ---------------------------------------------------------------

@@ -10,12 +10,7 @@ import ctypes
 import os
 
 from hutch.errors import SysCallError
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-# mount_setattr is 442 on x86_64 and in the generic table (aarch64) alike.
-_NR_MOUNT_SETATTR = 442
+from hutch.syscall.libc import _libc, syscall
 
 AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
@@ -51,11 +46,8 @@ def mount_setattr(dirfd: int, path: str, attr_set: int, attr_clr: int = 0,
                   detail: str | None = None) -> None:
     """mount_setattr(2): change mount attributes, recursively by default (the 'r*' options)."""
     attr = _MountAttr(attr_set, attr_clr, propagation, 0)
-    ret = _libc.syscall(ctypes.c_long(_NR_MOUNT_SETATTR), ctypes.c_int(dirfd),
-                        os.fsencode(path), ctypes.c_uint(flags), ctypes.byref(attr),
-                        ctypes.c_size_t(ctypes.sizeof(attr)))
-    if ret < 0:
-        raise SysCallError("mount_setattr", ctypes.get_errno(), detail or path)
+    syscall("mount_setattr", ctypes.c_int(dirfd), os.fsencode(path), ctypes.c_uint(flags),
+            ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), detail=detail or path)
 
 
 def fstatfs_type(fd: int) -> int:

@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 import ctypes
-import os
 
-from hutch.errors import SysCallError
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_libc.syscall.restype = ctypes.c_long
-
-_NR = {"x86_64": {"sched_setattr": 314, "sched_getattr": 315},
-       "aarch64": {"sched_setattr": 274, "sched_getattr": 275}}
-_NR_HERE = _NR.get(os.uname().machine, _NR["x86_64"])
+from hutch.syscall.libc import syscall
 
 
 class SchedAttr(ctypes.Structure):
@@ -26,21 +18,14 @@ class SchedAttr(ctypes.Structure):
     ]
 
 
-def _raw(name: str, *args, detail: str | None = None) -> int:
-    ret = _libc.syscall(ctypes.c_long(_NR_HERE[name]), *args)
-    if ret < 0:
-        raise SysCallError(name, ctypes.get_errno(), detail)
-    return ret
-
-
 def sched_setattr(attr: SchedAttr, pid: int = 0) -> None:
     attr.size = ctypes.sizeof(SchedAttr)
-    _raw("sched_setattr", ctypes.c_int(pid), ctypes.byref(attr), ctypes.c_uint(0),
-         detail=f"policy {attr.sched_policy}")
+    syscall("sched_setattr", ctypes.c_int(pid), ctypes.byref(attr), ctypes.c_uint(0),
+            detail=f"policy {attr.sched_policy}")
 
 
 def sched_getattr(pid: int = 0) -> SchedAttr:
     attr = SchedAttr()
-    _raw("sched_getattr", ctypes.c_int(pid), ctypes.byref(attr),
-         ctypes.c_uint(ctypes.sizeof(SchedAttr)), ctypes.c_uint(0))
+    syscall("sched_getattr", ctypes.c_int(pid), ctypes.byref(attr),
+            ctypes.c_uint(ctypes.sizeof(SchedAttr)), ctypes.c_uint(0))
     return attr
