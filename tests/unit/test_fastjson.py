@@ -10,6 +10,7 @@ the real start path (tests/integration/test_oci_broken_json.py drives the binary
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -281,3 +282,42 @@ def test_truncated_and_mutated_configs_parse_or_are_config_errors(end, edits):
 @given(st.binary(max_size=64))
 def test_arbitrary_bytes_parse_or_are_config_errors(doc):
     parses_or_config_error(doc)
+
+
+# --- the other readers of user JSON: exec --process, update --resources ----------------
+
+@pytest.mark.parametrize("doc, words", [
+    (b'{"args": ["true"], "cwd": "/', "line 1, column 27: Unterminated string"),
+    (b'["true"]', "must hold a JSON object, not an array"),
+    (b'{"args": ["\xff"]}', "not valid UTF-8"),
+    (b"", "line 1, column 1: Expecting value"),
+])
+def test_exec_process_file_is_one_line_naming_it(tmp_path, doc, words):
+    from hutch.oci.execproc import load_process_file
+    path = tmp_path / "process.json"
+    path.write_bytes(doc)
+    with json_unimported(), pytest.raises(ConfigError) as info:
+        load_process_file(str(path))
+    assert info.value.where == f"--process {path}"
+    assert words in info.value.message and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("doc, words", [
+    (b'{"memory": {"limit": NaN}}', "line 1, column 22: NaN is not valid JSON"),
+    (b'{"pids": {"limit": 10}', "line 1, column 23: Expecting ',' delimiter"),
+    (b"[" * 100000, "too deep"),
+    (b"null", "must hold a JSON object, not null"),
+])
+def test_update_resources_file_is_one_line_naming_it(tmp_path, monkeypatch, doc, words):
+    from hutch.cli.cgroups import _read_resources
+    path = tmp_path / "resources.json"
+    path.write_bytes(doc)
+    with json_unimported(), pytest.raises(ConfigError) as info:
+        _read_resources(str(path))
+    assert info.value.where == f"--resources {path}"
+    assert words in info.value.message and "\n" not in str(info.value)
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(doc)))   # update reads its bytes
+    with json_unimported(), pytest.raises(ConfigError) as info:
+        _read_resources("-")
+    assert info.value.where == "--resources -" and words in info.value.message
