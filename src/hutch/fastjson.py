@@ -150,7 +150,10 @@ def _parse_slowly_or_explain(text: str, where: str):
     if text.startswith(_BYTE_ORDER_MARK):
         # json would say "decode using utf-8-sig", Python advice that helps no user.
         raise _error_at(1, 1, "a byte order mark (U+FEFF) is not allowed at the start of JSON", where)
-    import json
+    try:
+        import json
+    except ImportError:   # in a container child after pivot_root: no module can be imported
+        raise ConfigError("invalid JSON", where=where) from None
     try:
         value = json.loads(text, parse_constant=_refuse_constant, parse_int=_int_or_refuse)
     except json.JSONDecodeError as err:

@@ -321,3 +321,18 @@ def test_update_resources_file_is_one_line_naming_it(tmp_path, monkeypatch, doc,
     with json_unimported(), pytest.raises(ConfigError) as info:
         _read_resources("-")
     assert info.value.where == "--resources -" and words in info.value.message
+
+
+def test_broken_document_where_json_cannot_be_imported(monkeypatch):
+    """A container child after pivot_root imports nothing: still a ConfigError."""
+    import builtins
+    real_import = builtins.__import__
+
+    def no_json(name, *args, **kw):
+        if name == "json" or name.startswith("json."):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return real_import(name, *args, **kw)
+
+    monkeypatch.setattr(builtins, "__import__", no_json)
+    err = config_error('{"m": "half')
+    assert err.message == "invalid JSON"
