@@ -90,18 +90,18 @@ def _resources_from_flags(args) -> dict:
 
 
 def _read_resources(source: str) -> dict:
-    try:
-        text = sys.stdin.read() if source == "-" else open(source).read()
-    except OSError as err:
-        raise ConfigError(f"cannot read {source}: {err.strerror}", where="--resources") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise ConfigError(f"invalid JSON in {source}: {err.msg} at line {err.lineno}",
-                          where="--resources") from None
-    if not isinstance(data, dict):
-        raise ConfigError("expected a JSON object (linux.resources)", where="--resources")
-    return data
+    """`update --resources FILE` (or - for stdin): a linux.resources object, or one line."""
+    from hutch import fastjson
+    where = f"--resources {source}"
+    if source == "-":
+        try:
+            raw = sys.stdin.buffer.read()
+        except (OSError, AttributeError) as err:   # no stdin, or a stdin without bytes
+            raise ConfigError(f"cannot read standard input: {err}", where=where) from None
+        data = fastjson.loads(raw, where=where)
+    else:
+        data = fastjson.load_file(source, where=where)
+    return fastjson.require_object(data, where=where)
 
 
 # --- pause / resume -----------------------------------------------------------------

@@ -4,7 +4,7 @@ section with the command-line overrides (as runc builds it)."""
 from __future__ import annotations
 
 from hutch import fastjson
-from hutch.errors import ConfigError, HutchError
+from hutch.errors import ConfigError
 
 CAP_SETS_EXTENDED_BY_CAP_FLAG = ("bounding", "effective", "permitted", "ambient")
 
@@ -18,16 +18,9 @@ def parse_user(text: str) -> tuple[int, int | None]:
 
 
 def load_process_file(path: str) -> dict:
-    try:
-        with open(path) as f:
-            process = fastjson.loads(f.read(), where="--process")
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}", where="--process") from None
-    except HutchError as exc:
-        raise ConfigError(f"invalid JSON in {path}: {exc.message}", where="--process") from None
-    if not isinstance(process, dict):
-        raise ConfigError("must be a JSON object", where="--process")
-    return process
+    """The process of `exec --process FILE`: a JSON object, or one line naming the file."""
+    where = f"--process {path}"
+    return fastjson.require_object(fastjson.load_file(path, where=where), where=where)
 
 
 def build_exec_process(base: dict, opts: dict, args: list[str]) -> dict:

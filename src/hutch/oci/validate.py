@@ -94,16 +94,11 @@ def load_config(bundle_dir: str) -> dict:
     except OSError as err:
         _fail(path, f"cannot read: {err.strerror}")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as err:
-        _fail(path, f"not valid UTF-8 at byte {err.start}")
-    try:
-        config = fastjson.loads(text, where=path)   # NaN/Infinity refused, as runc does
+        # Strict UTF-8, no byte order mark, NaN/Infinity refused (as runc does), and a
+        # truncated or malformed file is one line with its line and column.
+        return fastjson.require_object(fastjson.loads(raw, where=path), where=path)
     except ConfigError as err:
-        _fail(path, err.message)
-    if not isinstance(config, dict):
-        _fail(path, f"must hold a JSON object, not {_kind(config)}")
-    return config
+        _fail(path, err.message)   # the same line, with the OCI verbs' exit code
 
 
 def rootfs_path(config: dict, bundle_dir: str) -> str:
