@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hutch.errors import SysCallError
 from hutch.syscall import numbers
 
 SYSCALL_PKG = Path(__file__).resolve().parents[2] / "src" / "hutch" / "syscall"
@@ -54,7 +55,7 @@ def test_unknown_architecture_is_refused(monkeypatch):
     with pytest.raises(numbers.NoSyscallNumber) as info:
         numbers.number("bpf")
     assert str(info.value) == "syscall bpf: no number known for architecture riscv64"
-    assert info.value.errno == errno.ENOSYS and isinstance(info.value, OSError)
+    assert info.value.errno == errno.ENOSYS and isinstance(info.value, SysCallError)
 
 
 def test_unknown_architecture_is_refused_at_the_call(monkeypatch):
