@@ -217,3 +217,20 @@ def test_the_journal_names_the_cgroup_and_process_before_start(hutch_oci, bundle
     assert any(json.loads(line).get("pid") == pid for line in lines)
     assert hutch_oci.delete(cid, force=True).returncode == 0
     _assert_nothing_left(hutch_oci, cid)
+
+
+@pytest.mark.parametrize("damage", [b"\xff\xfe not utf-8", b"[]", b"{}", b"null",
+                                    b'{"id": "ID", "bundle": "/", "pid": "1"}',
+                                    b'{"id": "ID", "bundle": "/", "annotations": []}',
+                                    b'{"id": "someone-else", "bundle": "/"}'])
+def test_every_kind_of_damaged_state_is_one_line_and_force_delete_works(hutch_oci, bundle, damage):
+    cid = new_id()
+    assert hutch_oci.create(cid, bundle(["sleep", "1000"])).returncode == 0
+    (Path(hutch_oci.root) / cid / "state.json").write_bytes(damage.replace(b"ID", cid.encode()))
+    for verb in (("state", cid), ("kill", cid, "KILL"), ("exec", cid, "true")):
+        res = hutch_oci.cmd(*verb)
+        assert res.returncode == 1 and len(stderr_lines(res)) == 1, (verb, res.stderr)
+    res = hutch_oci.list("json")
+    assert res.returncode == 0 and json.loads(res.stdout)[0]["status"] == "unknown"
+    assert hutch_oci.delete(cid, force=True).returncode == 0
+    _assert_nothing_left(hutch_oci, cid)

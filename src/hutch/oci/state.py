@@ -169,11 +169,21 @@ def load_any(root: str, container_id: str, warn=None) -> State:
     return state
 
 
+# What a state.json hand-edited or written by something else must still satisfy.
+_FIELD_TYPES = {"bundle": str, "pid": int, "pid_start": (int, type(None)), "status": str,
+                "created": str, "owner": str, "rootfs": str, "annotations": dict,
+                "config_path": str, "namespaces": dict, "systemd_cgroup": bool,
+                "exit_status": (int, type(None))}
+
+
 def _decode(raw: bytes, path: str, container_id: str) -> State:
     try:
         data = fastjson.loads(raw.decode("utf-8"), where=path)
         if not isinstance(data, dict) or data.get("id") != container_id:
             raise ConfigError("not the state of this container", where=path)
+        for name, types in _FIELD_TYPES.items():
+            if name in data and not isinstance(data[name], types):
+                raise ConfigError(f"field {name!r} has the wrong type", where=path)
         known = {f.name for f in fields(State)} - set(_NOT_SAVED)
         state = State(**{k: v for k, v in data.items() if k in known})
         if data.get("cgroup"):
