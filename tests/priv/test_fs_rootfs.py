@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from hutch.errors import SysCallError
 from hutch import syscall as hs
 from hutch.fs.rootfs import finish_rootfs, setup_rootfs
 from hutch.syscall.proc import parse_mountinfo, read_mountinfo
@@ -588,7 +589,7 @@ def test_bind_console_after_pivot_refuses_a_planted_symlink(bundle, rootfs):
         try:
             bind_console(slave)
             return "mounted"
-        except OSError as exc:
+        except SysCallError as exc:
             return [type(exc).__name__, errno.errorcode[exc.errno]]
     assert ok(Container(spec, str(b)).run(probe)) == ["SysCallError", "ELOOP"]
     assert (rootfs / "mydev/console").is_symlink()

@@ -9,6 +9,7 @@ import platform
 
 import pytest
 
+from hutch.errors import SysCallError
 from hutch import syscall as hsys
 from hutch.security import seccomp as sc
 from hutch.security.process import finalize_process, prepare_process
@@ -72,7 +73,7 @@ def test_argument_filter_on_personality():
         current = hsys.personality(0xFFFFFFFF)  # the query form: allowed
         try:
             hsys.personality(0x0008)             # a change: denied
-        except OSError as err:
+        except SysCallError as err:
             return [current, err.errno]
         return [current, None]
     current, err = in_child(child)
