@@ -130,8 +130,7 @@ class SetupContext:
         self.root, self.state, self.pid, self.spec = root, state, pid, spec
 
     def own(self, entry: dict) -> dict:
-        entry = st.own(self.root, self.state, entry)
-        return entry
+        return st.own(self.root, self.state, entry)
 
 
 class _CreateSteps:
