@@ -323,10 +323,10 @@ def load_spec(root: str, state: st.State) -> dict:
         raise StateError(f"cannot read the saved config of container {state.id}: {exc.strerror}",
                          where=path) from None
     try:
-        spec = fastjson.loads(raw.decode("utf-8"), where=path)
-    except (HutchError, UnicodeDecodeError) as err:
-        raise StateError(f"the saved config of container {state.id} is damaged: "
-                         f"{getattr(err, 'message', err)}", where=path) from None
+        spec = fastjson.loads(raw, where=path)
+    except HutchError as err:
+        raise StateError(f"the saved config of container {state.id} is damaged: {err.message}",
+                         where=path) from None
     if not isinstance(spec, dict) or not isinstance(spec.get("process"), dict):
         raise StateError(f"the saved config of container {state.id} is damaged: not an OCI config",
                          where=path)
@@ -430,7 +430,12 @@ def signal_pid(pid: int, sig: int, start_time: int | None = None) -> None:
     try:
         if start_time is not None and proc.start_time(pid) != start_time:
             raise StateError("container not running")
-        hsys.pidfd_send_signal(fd, sig)
+        try:
+            hsys.pidfd_send_signal(fd, sig)
+        except SysCallError as err:
+            if err.errno != 3:                      # ESRCH: it exited after we pinned it
+                raise
+            raise StateError("container not running") from None
     finally:
         os.close(fd)
 

@@ -67,7 +67,7 @@ def read(directory: str, warn=None) -> list[dict]:
         if not raw.strip():
             continue
         try:
-            entry = fastjson.loads(raw.decode("utf-8", "replace"), where=f"{JOURNAL} line {number}")
+            entry = fastjson.loads(raw, where=f"{JOURNAL} line {number}")
             if not isinstance(entry, dict) or not isinstance(entry.get("kind"), str):
                 raise HutchError("not an ownership entry", where=f"{JOURNAL} line {number}")
         except HutchError as err:
@@ -103,20 +103,16 @@ def _undo_process(entry: dict) -> None:
     """Kill the container's first process if it is still that process, and wait for it."""
     import _signal as signal
     import time
+    from hutch.errors import StateError
+    from hutch.oci.container import signal_pid     # pins the pid: never a recycled one
     from hutch.syscall import proc
     pid, start = entry.get("pid") or 0, entry.get("start")
     if not pid or not proc.is_alive(pid, start):
         return
-    from hutch import syscall
     try:
-        fd = syscall.pidfd_open(pid)
-    except SysCallError:
-        return                                   # gone already
-    try:
-        if proc.start_time(pid) == start:        # pinned and still ours: never a recycled pid
-            syscall.pidfd_send_signal(fd, signal.SIGKILL)
-    finally:
-        os.close(fd)
+        signal_pid(pid, signal.SIGKILL, start)
+    except StateError:
+        return                                       # gone meanwhile
     deadline = time.monotonic() + 10
     while proc.is_alive(pid, start) and time.monotonic() < deadline:
         time.sleep(0.005)

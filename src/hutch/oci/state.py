@@ -178,7 +178,7 @@ _FIELD_TYPES = {"bundle": str, "pid": int, "pid_start": (int, type(None)), "stat
 
 def _decode(raw: bytes, path: str, container_id: str) -> State:
     try:
-        data = fastjson.loads(raw.decode("utf-8"), where=path)
+        data = fastjson.loads(raw, where=path)
         if not isinstance(data, dict) or data.get("id") != container_id:
             raise ConfigError("not the state of this container", where=path)
         for name, types in _FIELD_TYPES.items():
@@ -190,7 +190,7 @@ def _decode(raw: bytes, path: str, container_id: str) -> State:
             # Saved by a hutch from before the journal: its cgroup was a field here.
             state.owned = [{"kind": "cgroup", **data["cgroup"]}]
         return state
-    except (HutchError, UnicodeDecodeError, TypeError) as err:
+    except (HutchError, TypeError) as err:
         return State(id=container_id, bundle="", damaged=f"state of container {container_id} "
                      f"is unreadable: {err}")
 
