@@ -207,12 +207,37 @@ def _pid_of(rt: Runtime, cid: str) -> int | None:
         return None
 
 
+def cgroups_named(cid: str) -> list[Path]:
+    """Cgroup directories named after the (unique) container id, at any depth a runtime
+    uses.  Another test's cgroup may vanish while we look: then look again."""
+    root = Path("/sys/fs/cgroup")
+    for _attempt in range(5):
+        try:
+            return [p for depth in ("*/*", "*/*/*", "*/*/*/*", "*/*/*/*/*") for p in root.glob(depth)
+                    if cid in p.name and p.is_dir()]
+        except FileNotFoundError:
+            continue
+    raise AssertionError("the cgroup tree kept changing under the scan")
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """Pids (not ours) whose command line contains text: a container id, a marker."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    if text.encode() in f.read():
+                        found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
 def remove_cgroups_named(cid: str) -> None:
     """Last resort when the runtime could not delete: kill what is left in cgroups named
     after this (unique) container id and remove them, deepest first."""
-    root = Path("/sys/fs/cgroup")
-    dirs = [p for depth in ("*/*", "*/*/*", "*/*/*/*", "*/*/*/*/*") for p in root.glob(depth)
-            if p.is_dir() and cid in p.name]
+    dirs = cgroups_named(cid)
     for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
         try:
             for pid in (d / "cgroup.procs").read_text().split():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.oci import oci, new_id, process_alive, stderr_lines  # noqa: F401
+from helpers.oci import cgroups_named, oci, new_id, process_alive, stderr_lines  # noqa: F401
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -72,18 +72,6 @@ BROKEN_PROCESS_FILES = {
     "byte-order-mark": b'\xef\xbb\xbf{"args": ["true"], "cwd": "/"}',
     "deep-nesting": b"[" * 100000,
 }
-
-
-def cgroups_named(cid: str) -> list[str]:
-    """Cgroup directories named after the (unique) id, at any depth a runtime uses."""
-    for _attempt in range(5):
-        try:
-            root = Path("/sys/fs/cgroup")
-            return [str(p) for depth in ("*", "*/*", "*/*/*", "*/*/*/*") for p in root.glob(depth)
-                    if cid in p.name and p.is_dir()]
-        except FileNotFoundError:
-            continue   # another test's cgroup removed while we looked: look again
-    raise AssertionError("cgroup tree kept changing under the scan")
 
 
 def assert_refused_and_nothing_created(oci, cid: str, res) -> None:

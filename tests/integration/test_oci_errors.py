@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.oci import oci, ref_oci, new_id, stderr_lines  # noqa: F401
+from helpers.oci import cgroups_named, oci, processes_mentioning, ref_oci, new_id, stderr_lines  # noqa: F401
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -19,31 +19,13 @@ def host_mounts_mentioning(text: str) -> list[str]:
         return [line for line in f if text in line]
 
 
-def cgroup_dirs_named(cid: str) -> list[str]:
-    root = Path("/sys/fs/cgroup")
-    return [str(p) for depth in ("*/*", "*/*/*", "*/*/*/*") for p in root.glob(depth) if cid in p.name]
-
-
-def processes_mentioning(text: str) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open(f"/proc/{entry}/cmdline", "rb") as f:
-                    if text.encode() in f.read():
-                        found.append(int(entry))
-            except OSError:
-                pass
-    return found
-
-
 def assert_refused_cleanly(oci, cid: str, res, bundle_dir) -> None:
     assert res.returncode == 1, f"rc={res.returncode} stderr={res.stderr!r}"
     errors = [line for line in stderr_lines(res) if "level=warning" not in line]
     assert len(errors) == 1, f"expected one error line, got {res.stderr!r}"
     assert oci.ids() == [], f"left in list: {oci.ids()}"
     assert oci.state(cid).returncode != 0
-    assert cgroup_dirs_named(cid) == []
+    assert cgroups_named(cid) == []
     assert host_mounts_mentioning(str(bundle_dir)) == []
     assert processes_mentioning(cid) == []
 

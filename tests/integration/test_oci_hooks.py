@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.oci import oci, ref_oci, new_id  # noqa: F401
+from helpers.oci import cgroups_named, oci, ref_oci, new_id  # noqa: F401
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -38,15 +38,10 @@ def read_log(rootfs: Path) -> list[tuple[str, dict | None]]:
     return entries
 
 
-def cgroup_dirs_named(cid: str) -> list[str]:
-    root = Path("/sys/fs/cgroup")
-    return [str(p) for depth in ("*/*", "*/*/*", "*/*/*/*") for p in root.glob(depth) if cid in p.name]
-
-
 def assert_nothing_left(oci, cid: str) -> None:
     assert oci.ids() == [], f"containers left: {oci.ids()}"
     assert oci.state(cid).returncode != 0
-    assert cgroup_dirs_named(cid) == []
+    assert cgroups_named(cid) == []
 
 
 def test_hooks_run_in_order_with_state_on_stdin(oci, bundle, rootfs):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers.oci import new_id, oci, ref_oci, stderr_lines, wait_gone  # noqa: F401
+from helpers.oci import cgroups_named, new_id, oci, processes_mentioning, ref_oci, stderr_lines, wait_gone  # noqa: F401
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -92,31 +92,11 @@ def hutch_oci(oci):
     return oci
 
 
-def _container_processes(cid: str) -> list[int]:
-    """Processes whose command line names the container (hutch create, or its init)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
-            except OSError:
-                continue
-            if cid.encode() in cmd and int(entry) != os.getpid():
-                found.append(int(entry))
-    return found
-
-
-def _cgroups_named(cid: str) -> list[str]:
-    root = Path("/sys/fs/cgroup")
-    return [str(p) for depth in ("*/*", "*/*/*", "*/*/*/*") for p in root.glob(depth)
-            if p.is_dir() and cid in p.name]
-
-
 def _assert_nothing_left(oci, cid: str) -> None:
     assert not (Path(oci.root) / cid).exists()
     assert not (Path(oci.root) / f".{cid}.lock").exists()
-    assert _cgroups_named(cid) == []
-    for pid in _container_processes(cid):
+    assert cgroups_named(cid) == []
+    for pid in processes_mentioning(cid):
         assert wait_gone(pid, timeout=5), f"process {pid} of {cid} still runs"
 
 
@@ -146,7 +126,7 @@ def test_damaged_state_is_listed_with_a_warning_and_force_delete_removes_what_it
     b = bundle(["sleep", "1000"], linux={"resources": {"memory": {"limit": 64 << 20}}})
     assert hutch_oci.create(cid, b).returncode == 0
     assert hutch_oci.start(cid).returncode == 0
-    assert _cgroups_named(cid)
+    assert cgroups_named(cid)
     (Path(hutch_oci.root) / cid / "state.json").write_text("{\"id\": \"" + cid + "\", \"pid\": ")
     res = hutch_oci.list()
     assert res.returncode == 0 and cid in res.stdout and "unknown" in res.stdout
@@ -212,7 +192,7 @@ def test_delete_killed_half_way_is_finished_by_the_next(hutch_oci, bundle):
     assert hutch_oci.start(cid).returncode == 0
     res = hutch_oci.cmd("delete", "--force", cid, env=dict(os.environ, HUTCH_FAULT="delete.undone"))
     assert res.returncode == -9
-    assert (Path(hutch_oci.root) / cid).exists() and _cgroups_named(cid) == []
+    assert (Path(hutch_oci.root) / cid).exists() and cgroups_named(cid) == []
     assert hutch_oci.delete(cid, force=True).returncode == 0
     _assert_nothing_left(hutch_oci, cid)
 
