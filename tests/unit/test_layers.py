@@ -97,8 +97,19 @@ def test_relative_imports_are_resolved(tmp_path):
 
 def test_only_syscall_uses_ctypes():
     users = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
-             if package_of(p) != "syscall" and imports_module(p, "ctypes")]
+             if package_of(p) != "syscall" and (imports_module(p, "ctypes") or imports_module(p, "_ctypes"))]
     assert not users
+
+
+def test_start_path_binds_libc_without_ctypes():
+    """The calls of a container start go through hutch.syscall.ffi (_ctypes), never
+    ctypes' 3 ms __init__; only the BPF loader may still want ctypes itself."""
+    code = ("import sys; import hutch.cli.main, hutch.cli.oci, hutch.oci.container, hutch.oci.launcher, "
+            "hutch.oci.init, hutch.syscall.libc, hutch.syscall.mountapi, hutch.syscall.seccomp, "
+            "hutch.syscall.sched, hutch.security.caps; print(' '.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    assert "_ctypes" in loaded and "ctypes" not in loaded
 
 
 def test_start_path_imports_nothing_heavy():

@@ -1,6 +1,6 @@
-"""The only package that talks to libc through ctypes.
+"""The only package that talks to libc (through _ctypes, see ffi.py).
 
-Constants load at once; the calls (hutch.syscall.libc, which loads ctypes, 2-5 ms)
+Constants load at once; the calls (hutch.syscall.libc, which loads _ctypes)
 load on first use, so commands that make no system call beyond os.* (state,
 list, start) never pay for ctypes.  Every wrapper raises
 :class:`hutch.errors.SysCallError` naming the call, its argument and the errno.
@@ -12,7 +12,7 @@ from hutch.syscall.constants import *  # noqa: F401,F403  (re-exported for calle
 
 # Submodules must stay unknown to __getattr__ so that `from hutch.syscall import proc` imports them.
 _SUBMODULES = frozenset({"libc", "proc", "constants", "mountapi", "bpf", "sched", "seccomp",
-                         "numbers", "gen_syscall_table"})
+                         "numbers", "gen_syscall_table", "ffi"})
 
 
 def __getattr__(name: str):

@@ -6,7 +6,7 @@ as a zeroed 128-byte buffer with struct.pack_into at the kernel's offsets.
 
 from __future__ import annotations
 
-import ctypes
+from hutch.syscall import ffi
 import os
 
 import struct
@@ -26,19 +26,19 @@ BPF_CGROUP_DEVICE = 6
 BPF_F_ALLOW_MULTI = 2
 
 
-def _bpf(cmd: int, attr: ctypes.Array, detail: str) -> int:
-    return syscall("bpf", ctypes.c_int(cmd), attr, ctypes.c_uint(_ATTR_SIZE), detail=detail)
+def _bpf(cmd: int, attr: ffi.Array, detail: str) -> int:
+    return syscall("bpf", ffi.c_int(cmd), attr, ffi.c_uint(_ATTR_SIZE), detail=detail)
 
 
 def prog_load_device(insns: bytes, name: str = "hutch_dev") -> int:
     """Load a BPF_PROG_TYPE_CGROUP_DEVICE program; returns its fd (close it when attached)."""
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
-    code = ctypes.create_string_buffer(insns, len(insns))
-    license_ = ctypes.create_string_buffer(b"Apache")
-    log = ctypes.create_string_buffer(65536)
+    attr = ffi.create_string_buffer(_ATTR_SIZE)
+    code = ffi.create_string_buffer(insns, len(insns))
+    license_ = ffi.create_string_buffer(b"Apache")
+    log = ffi.create_string_buffer(65536)
     struct.pack_into("<IIQQIIQII", attr, 0, BPF_PROG_TYPE_CGROUP_DEVICE, len(insns) // 8,
-                     ctypes.addressof(code), ctypes.addressof(license_), 1, len(log),
-                     ctypes.addressof(log), 0, 0)
+                     ffi.addressof(code), ffi.addressof(license_), 1, len(log),
+                     ffi.addressof(log), 0, 0)
     struct.pack_into("16s", attr, 48, name.encode()[:15])
     struct.pack_into("<I", attr, 68, BPF_CGROUP_DEVICE)
     try:
@@ -51,30 +51,30 @@ def prog_load_device(insns: bytes, name: str = "hutch_dev") -> int:
 
 
 def prog_attach(cgroup_fd: int, prog_fd: int, flags: int = BPF_F_ALLOW_MULTI) -> None:
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    attr = ffi.create_string_buffer(_ATTR_SIZE)
     struct.pack_into("<IIII", attr, 0, cgroup_fd, prog_fd, BPF_CGROUP_DEVICE, flags)
     _bpf(BPF_PROG_ATTACH, attr, "PROG_ATTACH cgroup device")
 
 
 def prog_detach(cgroup_fd: int, prog_fd: int) -> None:
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    attr = ffi.create_string_buffer(_ATTR_SIZE)
     struct.pack_into("<III", attr, 0, cgroup_fd, prog_fd, BPF_CGROUP_DEVICE)
     _bpf(BPF_PROG_DETACH, attr, "PROG_DETACH cgroup device")
 
 
 def prog_query(cgroup_fd: int) -> list[int]:
     """Ids of the device programs attached directly to the cgroup."""
-    ids = (ctypes.c_uint32 * 64)()
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    ids = (ffi.c_uint32 * 64)()
+    attr = ffi.create_string_buffer(_ATTR_SIZE)
     struct.pack_into("<IIIIQI", attr, 0, cgroup_fd, BPF_CGROUP_DEVICE, 0, 0,
-                     ctypes.addressof(ids), 64)
+                     ffi.addressof(ids), 64)
     _bpf(BPF_PROG_QUERY, attr, "PROG_QUERY cgroup device")
     count = struct.unpack_from("<I", attr, 24)[0]
     return list(ids[:count])
 
 
 def prog_fd_by_id(prog_id: int) -> int:
-    attr = ctypes.create_string_buffer(_ATTR_SIZE)
+    attr = ffi.create_string_buffer(_ATTR_SIZE)
     struct.pack_into("<I", attr, 0, prog_id)
     return _bpf(BPF_PROG_GET_FD_BY_ID, attr, f"PROG_GET_FD_BY_ID {prog_id}")
 
