@@ -36,18 +36,8 @@ def _annotations(cls) -> list[str]:
     return names
 
 
-def _build(cls, frozen: bool, eq: bool):
-    specs: list[Field] = []
-    for name in _annotations(cls):
-        value = getattr(cls, name, _MISSING)
-        spec = value if isinstance(value, Field) else Field(default=value)
-        spec.name = name
-        specs.append(spec)
-        if isinstance(value, Field):
-            if spec.default is _MISSING:
-                delattr(cls, name) if name in cls.__dict__ else None
-            else:
-                setattr(cls, name, spec.default)
+def _compile_init(cls, specs: list[Field]):
+    """The class's __init__, compiled from its fields (with __post_init__ called after)."""
     env = {"_MISSING": _MISSING}
     params, body = [], []
     for spec in specs:
@@ -62,17 +52,36 @@ def _build(cls, frozen: bool, eq: bool):
         else:
             params.append(spec.name)
             body.append(f"self.{spec.name} = {spec.name}")
+    if getattr(cls, "__post_init__", None) is not None:
+        body.append("self.__post_init__()")
     source = f"def __init__(self, {', '.join(params)}):\n    " + "\n    ".join(body or ["pass"])
     exec(source, env)  # noqa: S102 - generated from the class's own annotations
-    init = env["__init__"]
-    post_init = getattr(cls, "__post_init__", None)
-    if post_init is not None:
-        def __init__(self, *args, _init=init, **kwargs):
-            _init(self, *args, **kwargs)
-            self.__post_init__()
-        cls.__init__ = __init__
-    else:
+    return env["__init__"]
+
+
+def _install_lazy_init(cls, specs: list[Field]) -> None:
+    """Compile __init__ on the first instantiation, not at import: compiling costs
+    ~0.1 ms a class, and most record classes a command imports are never made."""
+    def __init__(self, *args, **kwargs):
+        init = _compile_init(cls, specs)
         cls.__init__ = init
+        init(self, *args, **kwargs)
+    cls.__init__ = __init__
+
+
+def _build(cls, frozen: bool, eq: bool):
+    specs: list[Field] = []
+    for name in _annotations(cls):
+        value = getattr(cls, name, _MISSING)
+        spec = value if isinstance(value, Field) else Field(default=value)
+        spec.name = name
+        specs.append(spec)
+        if isinstance(value, Field):
+            if spec.default is _MISSING:
+                delattr(cls, name) if name in cls.__dict__ else None
+            else:
+                setattr(cls, name, spec.default)
+    _install_lazy_init(cls, specs)
     cls.__record_fields__ = tuple(specs)
     names = tuple(s.name for s in specs)
     shown = tuple(s.name for s in specs if s.repr)

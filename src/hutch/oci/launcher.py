@@ -40,6 +40,7 @@ class Launch:
     host_pid: int = 0                  # set by the parent for hooks that report it
     stdio: tuple | None = None         # fds to become the process's 0, 1, 2
     parent_setup: bool = False         # stop before pivot_root for the parent's setup stage
+    warmer: object = None              # a cgroups.warm.AttachWarmer, stopped just before the fork
 
 
 class NoSteps:
@@ -152,6 +153,8 @@ def spawn(launch: Launch, steps=None) -> Started:
     pid = stage1_pid = 0
     chan = Channel()
     try:
+        if launch.warmer is not None:
+            launch.warmer.stop()    # no thread of ours runs across the fork
         stage1_pid = _fork_stage1(launch, chan)
         chan.as_parent()
         if launch.new_ns_flags & hsys.CLONE_NEWUSER:
