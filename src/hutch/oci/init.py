@@ -235,6 +235,8 @@ def preload_modules(launch) -> None:
         names += ["hutch.security.seccomp", "hutch.syscall.seccomp"]
     if process.get("scheduler"):
         names.append("hutch.syscall.sched")
+    if (spec.get("linux") or {}).get("memoryPolicy"):
+        names.append("hutch.syscall.mm")
     if launch.console_fd is not None:
         names += ["hutch.oci.console", "socket", "array"]
     if (spec.get("hooks") or {}).get("startContainer"):
