@@ -89,3 +89,93 @@ def test_memory_policy_on_a_missing_node_names_the_online_ones(oci, bundle):
                                                                 "nodes": str(missing)}}))
     assert res.returncode == 1
     assert "linux.memoryPolicy" in res.stderr and f"online here: {online_nodes()}" in res.stderr
+
+
+# -- realtime budgets on cgroup v1 and process.scheduler -----------------------------------------
+CPU_V1 = Path("/sys/fs/cgroup/cpu")
+RT_SHOW = ["sh", "-c", "cut -d ' ' -f 40,41 /proc/self/stat; "
+           "cat /sys/fs/cgroup/cpu/cpu.rt_runtime_us /sys/fs/cgroup/cpu/cpu.rt_period_us"]
+needs_rt_groups = pytest.mark.skipif(not (CPU_V1 / "cpu.rt_runtime_us").exists(),
+                                     reason="needs cgroup v1 cpu with CONFIG_RT_GROUP_SCHED")
+
+
+def rt_bundle(bundle, args=RT_SHOW, runtime=20000, period=500000, **linux):
+    devices = [{"allow": False, "access": "rwm"}]
+    return bundle(args, process={"scheduler": {"policy": "SCHED_FIFO", "priority": 1}},
+                  linux={"resources": {"devices": devices,
+                                       "cpu": {"realtimeRuntime": runtime, "realtimePeriod": period}},
+                         **linux})
+
+
+@needs_rt_groups
+def test_realtime_budget_and_fifo_scheduler(oci, ref_oci, bundle):
+    """The container's cpu group gets its budget under the default /hutch parent, and its
+    process runs SCHED_FIFO priority 1 (/proc/self/stat fields 40 and 41). runc 1.1.5 puts
+    the container at /<id> and sets the same budget, but ignores process.scheduler."""
+    b = rt_bundle(bundle)
+    res = oci.run(new_id(), b)
+    assert res.returncode == 0, res.stderr
+    policy, *budget = res.stdout.splitlines()
+    assert budget == ["20000", "500000"]
+    if ref_oci is not None:
+        ref = ref_oci.run(new_id(), b)
+        assert ref.returncode == 0, ref.stderr
+        assert ref.stdout.splitlines() == ["0 0", *budget]    # runc 1.1.5: no scheduler
+    if not oci.is_runc:
+        assert policy == "1 1"
+
+
+@needs_rt_groups
+def test_fifo_without_a_budget_says_what_is_missing(oci, bundle):
+    if oci.is_runc:
+        pytest.skip("runc 1.1.5 ignores process.scheduler")
+    b = bundle(["true"], process={"scheduler": {"policy": "SCHED_FIFO", "priority": 1}})
+    res = oci.run(new_id(), b)
+    assert res.returncode == 1
+    assert "process.scheduler" in res.stderr and "realtimeRuntime" in res.stderr
+
+
+@pytest.fixture
+def rt_parent():
+    """A cgroup parent of the test's own (made in the cpu hierarchy; the runtimes make it
+    in the others, and neither removes a parent it shares: removed at teardown)."""
+    name = new_id("hutch-test-rt")
+    yield name
+    for top in Path("/sys/fs/cgroup").glob(f"*/{name}"):
+        for d in sorted([top, *top.glob("**/")], key=lambda p: len(p.parts), reverse=True):
+            if d.is_dir():
+                d.rmdir()
+
+
+@needs_rt_groups
+def test_parent_budget_goes_back_when_the_last_container_goes(oci, bundle, rt_parent):
+    """Two containers under a parent of the caller's (cgroupsPath /P/<id>): the parent
+    gets room for both (20000/500000 each = 40000 us per its 1 s period), and each
+    delete gives its share back; the parent is left as it was found."""
+    if oci.is_runc:
+        pytest.skip("runc 1.1.5 sets no parent budget: its create fails under a fresh parent")
+    (CPU_V1 / rt_parent).mkdir()
+    budget = CPU_V1 / rt_parent / "cpu.rt_runtime_us"
+    assert budget.read_text().strip() == "0"
+    ids = [new_id(), new_id()]
+    for cid in ids:
+        b = rt_bundle(bundle, ["sleep", "30"], cgroupsPath=f"/{rt_parent}/{cid}")
+        res = oci.create(cid, b)
+        assert res.returncode == 0, res.stderr
+    assert budget.read_text().strip() == "80000"
+    assert oci.delete(ids[0], force=True).returncode == 0
+    assert budget.read_text().strip() == "40000"
+    assert oci.delete(ids[1], force=True).returncode == 0
+    assert budget.read_text().strip() == "0"
+    assert [p.name for p in (CPU_V1 / rt_parent).iterdir() if p.is_dir()] == []
+
+
+@needs_rt_groups
+def test_runc_fails_under_a_parent_without_budget(ref_oci, bundle, rt_parent):
+    """Why hutch raises parents: runc 1.1.5 under the same fresh parent is refused."""
+    if ref_oci is None:
+        pytest.skip("needs runc as the reference")
+    (CPU_V1 / rt_parent).mkdir()
+    cid = new_id()
+    res = ref_oci.run(cid, rt_bundle(bundle, ["true"], cgroupsPath=f"/{rt_parent}/{cid}"))
+    assert res.returncode != 0 and "rt_runtime_us" in res.stderr

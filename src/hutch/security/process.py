@@ -457,7 +457,13 @@ def apply_scheduler(sched: Scheduler) -> None:
     try:
         sched_setattr(attr)
     except SysCallError as err:
-        raise _fail("sched_setattr", err, "process.scheduler") from None
+        hint = ""
+        if err.errno == 1 and sched.policy in (SCHED_POLICIES["SCHED_FIFO"], SCHED_POLICIES["SCHED_RR"]):
+            # With CONFIG_RT_GROUP_SCHED a cgroup v1 cpu group without a realtime budget
+            # refuses realtime tasks, even to root.
+            hint = ("a realtime policy needs a realtime budget in the container's cpu cgroup "
+                    "(linux.resources.cpu.realtimeRuntime) on cgroup v1")
+        raise _fail("sched_setattr", err, "process.scheduler", hint) from None
 
 
 def apply_memory_policy(policy: MemoryPolicy) -> None:
