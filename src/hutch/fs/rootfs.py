@@ -220,6 +220,19 @@ def _make_parent_mount_private(root: str) -> None:
         _sys.mount(None, best.mount_point, None, MS_PRIVATE)
 
 
+def check_joinable_mount_namespace(path: str, where: str = "linux.namespaces") -> None:
+    """A mount namespace given by path is joined and the rootfs set up inside it (its
+    root is pivoted, as runc does); never the runtime's own: that would pivot the host."""
+    try:
+        joined, own = os.stat(path), os.stat("/proc/self/ns/mnt")
+    except OSError as exc:
+        raise ConfigError(f"cannot open namespace {path}: {exc.strerror}", where=where) from None
+    if (joined.st_dev, joined.st_ino) == (own.st_dev, own.st_ino):
+        raise ConfigError(f"{path} is the runtime's own mount namespace: setting the rootfs up "
+                          "there would replace the host's root; use a new mount namespace "
+                          "or another one", where=where)
+
+
 def ensure_host_root_placeholder() -> str:
     """Create the built-in root's placeholder directory on the host.  Call it before
     entering a user namespace whose root cannot write the host's /run."""
