@@ -244,3 +244,38 @@ def test_no_mount_namespace_is_refused_and_says_why(oci, bundle):
     res = oci.create(cid, bundle(["true"], hostname=None, linux={"namespaces": [{"type": "pid"}]}))
     assert res.returncode == 1
     assert "linux.namespaces" in res.stderr and "caller's namespace" in res.stderr
+
+
+# -- a cgroup mount over an rbind of the host's /sys (no network namespace) ----------------------
+SYS_RBIND_MOUNTS = [
+    {"destination": "/proc", "type": "proc", "source": "proc"},
+    {"destination": "/sys", "type": "bind", "source": "/sys",
+     "options": ["rprivate", "nosuid", "noexec", "nodev", "ro", "rbind"]},
+    {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+     "options": ["rprivate", "nosuid", "noexec", "nodev", "relatime", "ro"]},
+]
+
+
+@pytest.mark.parametrize("cgroupns", [True, False])
+def test_cgroup_mount_over_a_sys_rbind(oci, ref_oci, bundle, cgroupns):
+    """Without a network namespace /sys is the host's, bound (crun's test suite does
+    this): the rbind brings the host's cgroup mounts into the rootfs. The cgroup mount
+    then lays the same set of mounts on /sys/fs/cgroup as runc does (it used to meet each
+    hierarchy twice: EBUSY with a cgroup namespace, ENOENT without)."""
+    namespaces = [{"type": t} for t in ("pid", "ipc", "uts", "mount")]
+    if cgroupns:
+        namespaces.append({"type": "cgroup"})
+    b = bundle(["sh", "-c", "grep ' /sys/fs/cgroup' /proc/self/mountinfo"],
+               mounts=SYS_RBIND_MOUNTS,
+               linux={"namespaces": namespaces, "resources": None, "maskedPaths": None,
+                      "readonlyPaths": None})
+    seen = []
+    for rt in runtimes(oci, ref_oci):
+        res = rt.run(new_id(), b)
+        assert res.returncode == 0, f"{rt.name}: {res.stderr}"
+        # mount point and type (the roots differ: runc puts the container at /<id>)
+        mounts = sorted((line.split()[4], line.split(" - ")[1].split()[0])
+                        for line in res.stdout.splitlines())
+        assert ("/sys/fs/cgroup", "tmpfs") in mounts and ("/sys/fs/cgroup/cpu", "cgroup") in mounts
+        seen.append(mounts)
+    assert all(mounts == seen[0] for mounts in seen)

@@ -357,15 +357,25 @@ _NON_CONTROLLER_OPTIONS = {"rw", "ro", "xattr", "noprefix", "cpuset_v2_mode", "c
                            "favordynmods", "nofavordynmods"}
 
 
-def host_cgroup_v1_hierarchies() -> list[tuple[str, str, str]]:
-    """(mount point, mount root, controllers data) of each v1 hierarchy on the host."""
-    out = []
+def host_cgroup_v1_hierarchies(exclude_under: str | None = None) -> list[tuple[str, str, str]]:
+    """(mount point, mount root, controllers data) of each v1 hierarchy on the host, once.
+
+    Mounts under exclude_under (the rootfs) are skipped: an earlier mount of the spec may
+    have brought copies of the host's hierarchies there (a `/sys` rbind), and a second
+    mount of one hierarchy on the same directory is EBUSY, a bind of a copy hidden by the
+    new tmpfs ENOENT."""
+    out, seen = [], set()
+    prefix = exclude_under.rstrip("/") + "/" if exclude_under else None
     for m in read_mountinfo():
-        if m.fstype != "cgroup":
+        if m.fstype != "cgroup" or (prefix and (m.mount_point + "/").startswith(prefix)):
             continue
-        controllers = [o for o in m.super_options.split(",")
-                       if o and o not in _NON_CONTROLLER_OPTIONS and not o.startswith("release_agent=")]
-        out.append((m.mount_point, m.root, ",".join(controllers)))
+        controllers = ",".join(o for o in m.super_options.split(",")
+                               if o and o not in _NON_CONTROLLER_OPTIONS
+                               and not o.startswith("release_agent="))
+        if controllers in seen:
+            continue          # the same hierarchy bound elsewhere too
+        seen.add(controllers)
+        out.append((m.mount_point, m.root, controllers))
     return out
 
 
@@ -420,7 +430,7 @@ def _mount_cgroup_v1(ctx: MountContext, dest: str, opts: MountOptions, where: st
     mount_fs(ctx, dest, "tmpfs", "tmpfs", tmpfs_opts, where)
     own = own_cgroup_paths()
     merged = []
-    for mount_point, mount_root, controllers in host_cgroup_v1_hierarchies():
+    for mount_point, mount_root, controllers in host_cgroup_v1_hierarchies(ctx.rootfs):
         name = posixpath.basename(mount_point)
         sub = posixpath.join(root_path, name)
         if "," in name:
