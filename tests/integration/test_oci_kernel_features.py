@@ -279,3 +279,68 @@ def test_cgroup_mount_over_a_sys_rbind(oci, ref_oci, bundle, cgroupns):
         assert ("/sys/fs/cgroup", "tmpfs") in mounts and ("/sys/fs/cgroup/cpu", "cgroup") in mounts
         seen.append(mounts)
     assert all(mounts == seen[0] for mounts in seen)
+
+
+# -- idmapped mounts (crun 1.8 is the reference: runc 1.1.5 has none) -----------------------------
+CRUN_WRAPPER = """#!/bin/sh
+# crun refuses this hybrid-cgroup host: give it a private cgroup2 mount, no cgroup manager.
+exec unshare -m --propagation private sh -c \\
+  'mount -t cgroup2 none /sys/fs/cgroup && exec crun --cgroup-manager=disabled "$@"' crun "$@"
+"""
+
+
+@pytest.fixture
+def crun(tmp_path_factory):
+    if shutil.which("crun") is None:
+        pytest.skip("crun is not installed")
+    wrapper = tmp_path_factory.mktemp("crun") / "crun"
+    wrapper.write_text(CRUN_WRAPPER)
+    wrapper.chmod(0o755)
+    rt = Runtime(str(wrapper), tmp_path_factory.mktemp("crunstate"))
+    yield rt
+    rt.force_cleanup()
+
+
+@pytest.fixture
+def owned_tree(tmp_path):
+    """A directory to bind: a file of 0:0 and a subdirectory of 5:6."""
+    src = tmp_path / "idsrc"
+    (src / "sub").mkdir(parents=True)
+    (src / "file").write_text("")
+    os.chown(src / "file", 0, 0)
+    os.chown(src / "sub", 5, 6)
+    return src
+
+
+@pytest.mark.parametrize("options", [["bind", "ro", "idmap"], ["rbind", "ridmap"], ["bind"]])
+def test_idmapped_mount_shows_mapped_owners(oci, crun, bundle, owned_tree, options):
+    """On-disk 0 and 5:6 show as 1000 and 1005:1006 through maps 0->1000 (10 ids), the same
+    in crun 1.8; the mount is flagged idmapped."""
+    if oci.is_runc:
+        pytest.skip("runc 1.1.5 has no idmapped mounts (runc 1.2 adds them)")
+    from helpers.bundle import DEFAULT_CONFIG
+    maps = [{"containerID": 0, "hostID": 1000, "size": 10}]
+    mounts = DEFAULT_CONFIG["mounts"] + [{"destination": "/foo", "type": "bind",
+                                          "source": str(owned_tree), "options": options,
+                                          "uidMappings": maps, "gidMappings": maps}]
+    b = bundle(["sh", "-c", "stat -c '%n %u:%g' /foo/file /foo/sub; "
+                            "grep ' /foo ' /proc/self/mountinfo | grep -c idmapped"], mounts=mounts)
+    outs = []
+    for rt in (oci, crun):
+        res = rt.run(new_id(), b)
+        assert res.returncode == 0, f"{rt.name}: {res.stderr}"
+        outs.append(res.stdout.split("\n"))
+    assert outs[0][:3] == ["/foo/file 1000:1000", "/foo/sub 1005:1006", "1"]
+    assert outs[0] == outs[1]
+    assert os.stat(owned_tree / "file").st_uid == 0     # the disk is unchanged
+
+
+def test_idmap_option_without_maps_is_refused(oci, bundle, owned_tree):
+    if oci.is_runc:
+        pytest.skip("runc 1.1.5 has no idmapped mounts")
+    from helpers.bundle import DEFAULT_CONFIG
+    mounts = DEFAULT_CONFIG["mounts"] + [{"destination": "/foo", "type": "bind",
+                                          "source": str(owned_tree), "options": ["bind", "idmap"]}]
+    cid = new_id()
+    res = oci.run(cid, bundle(["true"], mounts=mounts))
+    assert res.returncode == 1 and "mounts[7].uidMappings" in res.stderr, res.stderr

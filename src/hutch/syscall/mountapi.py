@@ -1,4 +1,5 @@
-"""Mount-API syscalls the base layer lacks: mount_setattr(2) and fstatfs(2)'s f_type.
+"""Mount-API syscalls the base layer lacks: open_tree(2), move_mount(2), mount_setattr(2)
+(also with MOUNT_ATTR_IDMAP) and fstatfs(2)'s f_type.
 
 Same style as :mod:`hutch.syscall`: each wrapper raises :class:`SysCallError` naming the
 call, so callers never look at return codes.
@@ -25,7 +26,14 @@ MOUNT_ATTR_RELATIME = 0x00000000
 MOUNT_ATTR_NOATIME = 0x00000010
 MOUNT_ATTR_STRICTATIME = 0x00000020
 MOUNT_ATTR_NODIRATIME = 0x00000080
+MOUNT_ATTR_IDMAP = 0x00100000
 MOUNT_ATTR_NOSYMFOLLOW = 0x00200000
+
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = 0o2000000          # O_CLOEXEC
+MOVE_MOUNT_F_EMPTY_PATH = 0x00000004
+MOVE_MOUNT_T_EMPTY_PATH = 0x00000040
+AT_FDCWD = -100
 
 # statfs(2) f_type magics hutch checks against.
 PROC_SUPER_MAGIC = 0x9FA0
@@ -48,6 +56,26 @@ def mount_setattr(dirfd: int, path: str, attr_set: int, attr_clr: int = 0,
     attr = _MountAttr(attr_set, attr_clr, propagation, 0)
     syscall("mount_setattr", ctypes.c_int(dirfd), os.fsencode(path), ctypes.c_uint(flags),
             ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), detail=detail or path)
+
+
+def set_idmap(tree_fd: int, userns_fd: int, recursive: bool, detail: str) -> None:
+    """mount_setattr(MOUNT_ATTR_IDMAP) on a detached tree: its ids go through userns_fd's maps."""
+    attr = _MountAttr(MOUNT_ATTR_IDMAP, 0, 0, userns_fd)
+    flags = AT_EMPTY_PATH | (AT_RECURSIVE if recursive else 0)
+    syscall("mount_setattr", ctypes.c_int(tree_fd), b"", ctypes.c_uint(flags),
+            ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr)), detail=detail)
+
+
+def open_tree(dirfd: int, path: str, flags: int, detail: str | None = None) -> int:
+    """open_tree(2); with OPEN_TREE_CLONE a detached copy of the mount (tree) at path."""
+    return syscall("open_tree", ctypes.c_int(dirfd), os.fsencode(path),
+                   ctypes.c_uint(flags | OPEN_TREE_CLOEXEC), detail=detail or path)
+
+
+def move_mount_fd(from_fd: int, to_fd: int, detail: str) -> None:
+    """move_mount(2) of a detached tree (from_fd) onto the object to_fd names."""
+    syscall("move_mount", ctypes.c_int(from_fd), b"", ctypes.c_int(to_fd), b"",
+            ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH), detail=detail)
 
 
 def fstatfs_type(fd: int) -> int:
