@@ -344,3 +344,26 @@ def test_idmap_option_without_maps_is_refused(oci, bundle, owned_tree):
     cid = new_id()
     res = oci.run(cid, bundle(["true"], mounts=mounts))
     assert res.returncode == 1 and "mounts[7].uidMappings" in res.stderr, res.stderr
+
+
+# -- exec joins the container's session keyring ----------------------------------------------------
+def session_keyrings(text: str, cid: str) -> list[tuple[str, int, str]]:
+    """(serial, usage, perm) of each keyring named _ses.<cid> in /proc/keys text."""
+    rows = [line.split() for line in text.splitlines() if line.endswith(f"_ses.{cid}: empty")]
+    return [(r[0], int(r[2]), r[4]) for r in rows]
+
+
+def test_exec_joins_the_containers_session_keyring(oci, ref_oci, bundle):
+    """runc makes the init's keyring _ses.<id> searchable and exec joins it by name: the
+    exec'd processes add to its usage and no second keyring of that name appears."""
+    b = bundle(["sleep", "30"], linux={"maskedPaths": None})
+    for rt in runtimes(oci, ref_oci):
+        cid = new_id()
+        res = rt.run(cid, b, "--detach")
+        assert res.returncode == 0, f"{rt.name}: {res.stderr}"
+        [(serial, usage, perm)] = session_keyrings(Path("/proc/keys").read_text(), cid)
+        assert perm == "3f1b0000", rt.name
+        res = rt.exec(cid, "cat", "/proc/keys")
+        assert res.returncode == 0, f"{rt.name}: {res.stderr}"
+        [(serial_in_exec, usage_in_exec, _)] = session_keyrings(res.stdout, cid)
+        assert serial_in_exec == serial and usage_in_exec > usage, rt.name
