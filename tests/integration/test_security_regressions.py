@@ -34,7 +34,7 @@ def test_run_never_builds_a_root_in_a_shared_mount_namespace(rootfs, args):
 
 
 @pytest.mark.parametrize("namespaces", [[{"type": "pid"}],
-                                        [{"type": "pid"}, {"type": "mount", "path": "/proc/1/ns/mnt"}]])
+                                        [{"type": "pid"}, {"type": "mount", "path": "/proc/self/ns/mnt"}]])
 def test_oci_config_without_a_mount_namespace_is_refused(oci, bundle, namespaces):  # noqa: F811
     b = bundle(["true"], hostname=None, linux={"namespaces": namespaces})
     cid = new_id()

@@ -61,7 +61,11 @@ def test_bind_option_ignored_engine_words_are_accepted():
     assert opts.data == []
 
 
-@pytest.mark.parametrize("bad,idx", [([""], 0), (["ro", 5], 1), (["a,b"], 0), (["idmap"], 0)])
+def test_idmap_words_are_extensions():
+    assert o.parse_options(["rbind", "ridmap"], "mounts[0]", bind_type=True).extensions == {"ridmap"}
+
+
+@pytest.mark.parametrize("bad,idx", [([""], 0), (["ro", 5], 1), (["a,b"], 0)])
 def test_malformed_options_are_config_errors(bad, idx):
     with pytest.raises(ConfigError) as info:
         o.parse_options(bad, "mounts[1]")

@@ -43,6 +43,24 @@ def hierarchies(root: str) -> dict[str, str]:
     return out
 
 
+def _child_dirs(d: str) -> list[str]:
+    try:
+        return [e.path for e in os.scandir(d) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+
+
+def _rt_ratio(d: str):
+    """The share of the CPU a cgroup's realtime budget reserves (0 when it has none)."""
+    from fractions import Fraction
+    try:
+        runtime = read_int(os.path.join(d, "cpu.rt_runtime_us"))
+        period = read_int(os.path.join(d, "cpu.rt_period_us"))
+    except (OSError, ValueError, HutchError):
+        return Fraction(0)
+    return Fraction(runtime, period) if runtime > 0 and period > 0 else Fraction(0)
+
+
 def unified_dir(root: str) -> str | None:
     """The cgroup2 mount of a hybrid host (root/unified), if there is one."""
     d = os.path.join(root, "unified")
@@ -53,11 +71,15 @@ class V1Manager(common.Manager):
     driver = "v1"
 
     def __init__(self, container_id: str, paths_by_controller: dict[str, str],
-                 unified: str | None, root: str, created: list[str] | None = None):
+                 unified: str | None, root: str, created: list[str] | None = None,
+                 rt_raised: list | None = None):
         super().__init__(container_id, root)
         self.paths = dict(paths_by_controller)
         self.unified = unified
         self.created = list(created or [])
+        # [[ancestor dir, microseconds added to its cpu.rt_runtime_us], ...] (see
+        # _raise_rt_budgets); destroy takes them back.
+        self.rt_raised = [list(item) for item in rt_raised or ()]
 
     @classmethod
     def for_container(cls, container_id: str, cgroups_path: str | None, root: str) -> "V1Manager":
@@ -74,13 +96,17 @@ class V1Manager(common.Manager):
         return cls(container_id, by_ctl, unified, root)
 
     def to_state(self) -> dict:
-        return {"driver": "v1", "id": self.id, "root": self.root, "paths": dict(self.paths),
+        data = {"driver": "v1", "id": self.id, "root": self.root, "paths": dict(self.paths),
                 "unified": self.unified, "created": list(self.created)}
+        if self.rt_raised:
+            data["rt_raised"] = [list(item) for item in self.rt_raised]
+        return data
 
     @classmethod
     def from_state(cls, data: dict) -> "V1Manager":
         return cls(data.get("id", ""), data.get("paths", {}), data.get("unified"),
-                   data.get("root", paths.DEFAULT_ROOT), data.get("created", []))
+                   data.get("root", paths.DEFAULT_ROOT), data.get("created", []),
+                   data.get("rt_raised"))
 
     def leaf_dirs(self) -> list[str]:
         dirs = sorted(set(self.paths.values()))
@@ -244,6 +270,12 @@ class V1Manager(common.Manager):
         if cpu.get("realtimePeriod"):
             steps.append(self._w("cpu", "cpu.rt_period_us", str(cpu["realtimePeriod"]),
                                  f"{w}.realtimePeriod", "realtime period"))
+        if cpu.get("realtimeRuntime") and cpu["realtimeRuntime"] > 0:
+            # A group's realtime budget must fit in its parent's, and a new parent (the
+            # default <hierarchy>/hutch) has none: give the ancestors theirs first.
+            budget = (cpu["realtimeRuntime"], cpu.get("realtimePeriod"))
+            steps.append(Action(lambda: self._raise_rt_budgets(*budget),
+                                self._lower_rt_budgets, f"{w}.realtimeRuntime"))
         if cpu.get("realtimeRuntime"):
             steps.append(self._w("cpu", "cpu.rt_runtime_us", str(cpu["realtimeRuntime"]),
                                  f"{w}.realtimeRuntime", "realtime runtime"))
@@ -254,6 +286,82 @@ class V1Manager(common.Manager):
         if cpu.get("mems"):
             steps.append(self._w("cpuset", "cpuset.mems", cpu["mems"], f"{w}.mems", "cpuset mems"))
         return steps
+
+    # -- realtime budgets of the ancestors (CONFIG_RT_GROUP_SCHED) -------------------------
+    def _rt_ancestors(self) -> list[str]:
+        """The cpu directories between the hierarchy's root and the container's, top first."""
+        mount = os.path.normpath(self._mount_of("cpu"))
+        chain = []
+        d = os.path.dirname(os.path.normpath(self.paths["cpu"]))
+        while d.startswith(mount + "/"):
+            chain.append(d)
+            d = os.path.dirname(d)
+        return chain[::-1]
+
+    def _raise_rt_budgets(self, runtime: int, period: int | None) -> None:
+        """Raise each ancestor's cpu.rt_runtime_us just enough for the container's budget
+        on top of its other children's (the kernel compares runtime/period ratios), top
+        first, as the kernel checks each write against the parent.  The amounts added are
+        kept in rt_raised for destroy."""
+        from fractions import Fraction
+        leaf = os.path.normpath(self.paths["cpu"])
+        if not period:
+            period = read_int(os.path.join(leaf, "cpu.rt_period_us"))
+        if period <= 0:
+            return                                        # no rt files: the write will say so
+        need, child = Fraction(runtime, period), leaf
+        plan = []
+        for d in reversed(self._rt_ancestors()):          # bottom-up: what each must hold
+            own_period = read_int(os.path.join(d, "cpu.rt_period_us"))
+            have = read_int(os.path.join(d, "cpu.rt_runtime_us"))
+            if have < 0 or own_period <= 0:               # -1: unlimited, nothing to raise
+                break
+            used = sum((_rt_ratio(c) for c in _child_dirs(d) if c != child), Fraction(0))
+            wanted = -(-(used + need) * own_period // 1)  # ceil, in microseconds
+            if wanted <= have:
+                break
+            if wanted > own_period:
+                raise HutchError(f"the realtime budget {runtime}/{period} does not fit in "
+                                 f"{d}: it would need {wanted} of its {own_period} us period",
+                                 where=f"{BASE}.cpu.realtimeRuntime")
+            plan.append((d, have, wanted))
+            need, child = Fraction(wanted, own_period), d
+        for d, have, wanted in reversed(plan):            # top-down: each fits its parent
+            try:
+                write_file(os.path.join(d, "cpu.rt_runtime_us"), str(wanted))
+            except OSError as err:
+                raise HutchError(f"cannot give {d} the realtime budget {wanted} us the "
+                                 f"container needs: {os.strerror(err.errno)}",
+                                 where=f"{BASE}.cpu.realtimeRuntime") from None
+            self.rt_raised.append([d, wanted - have])
+
+    def _lower_rt_budgets(self) -> None:
+        """Take back what _raise_rt_budgets added: the container's own budget first, then
+        each ancestor's, deepest first (each gives back at most what it took, so every
+        parent keeps enough for its other children).  Done before the container's
+        directory goes: a removed group's budget is released only when the kernel frees
+        it, well over a second later here."""
+        leaf = os.path.join(self.paths["cpu"], "cpu.rt_runtime_us")
+        try:
+            if os.path.exists(leaf):
+                write_file(leaf, "0")   # refused while a realtime task is still inside
+        except OSError:
+            return
+        for item in sorted(self.rt_raised, key=lambda it: it[0].count("/"), reverse=True):
+            d, added = item
+            path = os.path.join(d, "cpu.rt_runtime_us")
+            try:
+                current = read_int(path, -1)
+                if current >= 0:
+                    write_file(path, str(max(0, current - added)))
+            except OSError:
+                pass             # the directory is gone (the last container removed /hutch)
+        self.rt_raised = []
+
+    def destroy(self) -> None:
+        if self.rt_raised:
+            self._lower_rt_budgets()
+        super().destroy()
 
     def _plan_memory(self, mem: dict) -> list:
         w = f"{BASE}.memory"

@@ -173,7 +173,7 @@ def mount_entry(ctx: MountContext, index: int, entry: dict) -> None:
     opts = parse_options(entry.get("options"), where, bind_type=fstype == "bind")
     try:
         if opts.is_bind or fstype == "bind":
-            mount_bind(ctx, dest, source, opts, where)
+            mount_bind(ctx, dest, source, opts, where, _idmap_of(ctx, entry, opts, where))
         elif fstype == "cgroup":
             mount_cgroup(ctx, dest, opts, where)
         else:
@@ -186,6 +186,26 @@ def mount_entry(ctx: MountContext, index: int, entry: dict) -> None:
         err = SysCallError("mount", exc.errno or errno.EIO, dest)
         err.where = where
         raise err from None
+
+
+def _idmap_of(ctx: MountContext, entry: dict, opts: MountOptions, where: str) -> tuple | None:
+    return idmap_of(entry, opts, ctx.in_userns, where)
+
+
+def idmap_of(entry: dict, opts: MountOptions, in_userns: bool, where: str) -> tuple | None:
+    """(uid maps, gid maps) of an idmapped bind, or None for a plain one."""
+    uid_maps, gid_maps = entry.get("uidMappings") or [], entry.get("gidMappings") or []
+    if not (uid_maps or gid_maps or {"idmap", "ridmap"} & opts.extensions):
+        return None
+    if not (uid_maps and gid_maps):
+        # runc and crun then take the container's own maps; hutch needs them on the mount.
+        raise ConfigError("an idmapped mount needs uidMappings and gidMappings on the mount",
+                          where=f"{where}.uidMappings")
+    if in_userns:
+        raise ConfigError("idmapped mounts in a container with a user namespace are not "
+                          "supported yet (the maps would be read in that namespace)",
+                          where=f"{where}.uidMappings")
+    return uid_maps, gid_maps
 
 
 def _prepare_dest(ctx: MountContext, dest: str, fstype: str | None, source: str | None,
@@ -214,9 +234,12 @@ def _reopen(ctx: MountContext, path: str) -> int:
     return open_in_root(ctx.root_fd, path, os.O_PATH, follow=False)
 
 
-def mount_bind(ctx: MountContext, dest: str, source: str | None, opts: MountOptions, where: str) -> None:
+def mount_bind(ctx: MountContext, dest: str, source: str | None, opts: MountOptions, where: str,
+               idmap: tuple | None = None) -> None:
     if not source:
         raise ConfigError("a bind mount needs a source", where=f"{where}.source")
+    if idmap is not None:
+        return mount_idmapped(ctx, dest, source, opts, where, *idmap)
     try:
         src_fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
     except OSError as exc:
@@ -231,6 +254,33 @@ def mount_bind(ctx: MountContext, dest: str, source: str | None, opts: MountOpti
             os.close(fd)
     finally:
         os.close(src_fd)
+    _finish_mount(ctx, resolved, opts, label, bind=True)
+
+
+def mount_idmapped(ctx: MountContext, dest: str, source: str, opts: MountOptions, where: str,
+                   uid_maps: list, gid_maps: list) -> None:
+    """A bind whose ids go through the mount's maps (see hutch.fs.idmapped); "ridmap"
+    maps every mount of an rbind, "idmap" (or maps alone) the top one."""
+    from hutch.fs.idmapped import idmap_userns
+    recursive_tree = bool(opts.flags & MS_REC)
+    label = f"{source} on {dest} (idmapped)"
+    tree = mountapi.open_tree(mountapi.AT_FDCWD, source, mountapi.OPEN_TREE_CLONE |
+                              (mountapi.AT_RECURSIVE if recursive_tree else 0),
+                              f"bind source {source}")
+    try:
+        userns = idmap_userns(uid_maps, gid_maps, where)
+        try:
+            mountapi.set_idmap(tree, userns, "ridmap" in opts.extensions, label)
+        finally:
+            os.close(userns)
+        is_dir = stat.S_ISDIR(os.fstat(tree).st_mode)
+        resolved, fd, _ = _prepare_dest(ctx, dest, "bind", source, where, is_dir=is_dir)
+        try:
+            mountapi.move_mount_fd(tree, fd, label)
+        finally:
+            os.close(fd)
+    finally:
+        os.close(tree)
     _finish_mount(ctx, resolved, opts, label, bind=True)
 
 
@@ -357,15 +407,25 @@ _NON_CONTROLLER_OPTIONS = {"rw", "ro", "xattr", "noprefix", "cpuset_v2_mode", "c
                            "favordynmods", "nofavordynmods"}
 
 
-def host_cgroup_v1_hierarchies() -> list[tuple[str, str, str]]:
-    """(mount point, mount root, controllers data) of each v1 hierarchy on the host."""
-    out = []
+def host_cgroup_v1_hierarchies(exclude_under: str | None = None) -> list[tuple[str, str, str]]:
+    """(mount point, mount root, controllers data) of each v1 hierarchy on the host, once.
+
+    Mounts under exclude_under (the rootfs) are skipped: an earlier mount of the spec may
+    have brought copies of the host's hierarchies there (a `/sys` rbind), and a second
+    mount of one hierarchy on the same directory is EBUSY, a bind of a copy hidden by the
+    new tmpfs ENOENT."""
+    out, seen = [], set()
+    prefix = exclude_under.rstrip("/") + "/" if exclude_under else None
     for m in read_mountinfo():
-        if m.fstype != "cgroup":
+        if m.fstype != "cgroup" or (prefix and (m.mount_point + "/").startswith(prefix)):
             continue
-        controllers = [o for o in m.super_options.split(",")
-                       if o and o not in _NON_CONTROLLER_OPTIONS and not o.startswith("release_agent=")]
-        out.append((m.mount_point, m.root, ",".join(controllers)))
+        controllers = ",".join(o for o in m.super_options.split(",")
+                               if o and o not in _NON_CONTROLLER_OPTIONS
+                               and not o.startswith("release_agent="))
+        if controllers in seen:
+            continue          # the same hierarchy bound elsewhere too
+        seen.add(controllers)
+        out.append((m.mount_point, m.root, controllers))
     return out
 
 
@@ -420,7 +480,7 @@ def _mount_cgroup_v1(ctx: MountContext, dest: str, opts: MountOptions, where: st
     mount_fs(ctx, dest, "tmpfs", "tmpfs", tmpfs_opts, where)
     own = own_cgroup_paths()
     merged = []
-    for mount_point, mount_root, controllers in host_cgroup_v1_hierarchies():
+    for mount_point, mount_root, controllers in host_cgroup_v1_hierarchies(ctx.rootfs):
         name = posixpath.basename(mount_point)
         sub = posixpath.join(root_path, name)
         if "," in name:

@@ -76,10 +76,9 @@ RECURSIVE_ATIME_CLEAR_WORDS = {"rnorelatime", "ratime", "rnostrictatime"}
 IGNORED_WORDS = {"z", "Z", "U", "copy", "nocopy"}
 
 # Extensions runc understands.
-EXTENSION_WORDS = {"tmpcopyup"}
+# idmap/ridmap: an idmapped bind (see hutch.fs.idmapped), ridmap over every mount of an rbind.
+EXTENSION_WORDS = {"tmpcopyup", "idmap", "ridmap"}
 
-UNSUPPORTED_WORDS = {"idmap": "idmapped mounts are not supported",
-                     "ridmap": "idmapped mounts are not supported"}
 
 
 @dataclass
@@ -165,8 +164,6 @@ def _apply_word(result: MountOptions, word: str, where: str, is_bind: bool) -> N
         result.attr_set &= ~MOUNT_ATTR__ATIME
     elif word in EXTENSION_WORDS:
         result.extensions.add(word)
-    elif word in UNSUPPORTED_WORDS:
-        raise ConfigError(UNSUPPORTED_WORDS[word], where=where)
     elif is_bind:
         if word not in IGNORED_WORDS:
             raise ConfigError(f"unknown bind mount option {word!r}", where=where)

@@ -23,7 +23,7 @@ from hutch import syscall as _sys
 from hutch.errors import ConfigError, HutchError, SysCallError
 from hutch.fs import devices as _devices
 from hutch.fs.mounts import (
-    DEFAULT_MOUNT_FLAGS, MountContext, mount_entry, mount_flags_of, remount,
+    DEFAULT_MOUNT_FLAGS, MountContext, idmap_of, mount_entry, mount_flags_of, remount,
 )
 from hutch.fs.options import parse_options, propagation_flag
 from hutch.fs.resolve import IN_ROOT, clean, fd_path, open_root
@@ -91,7 +91,12 @@ def validate_fs(spec: dict, bundle: str) -> None:
             raise ConfigError("must be an object", where=where)
         if not isinstance(entry.get("destination"), str) or not entry["destination"]:
             raise ConfigError("is required", where=f"{where}.destination")
-        parse_options(entry.get("options"), where, bind_type=entry.get("type") == "bind")
+        opts = parse_options(entry.get("options"), where, bind_type=entry.get("type") == "bind")
+        if opts.is_bind or entry.get("type") == "bind":
+            idmap_of(entry, opts, "user" in _namespaces(spec), where)
+        elif {"idmap", "ridmap"} & opts.extensions or entry.get("uidMappings"):
+            raise ConfigError("idmapped mounts are supported for bind mounts only",
+                              where=f"{where}.options")
     linux = spec.get("linux") or {}
     if linux.get("rootfsPropagation") is not None:
         propagation_flag(linux["rootfsPropagation"], "linux.rootfsPropagation")
@@ -218,6 +223,19 @@ def _make_parent_mount_private(root: str) -> None:
                 best = m
     if best is not None and any(o.startswith("shared:") for o in best.optional):
         _sys.mount(None, best.mount_point, None, MS_PRIVATE)
+
+
+def check_joinable_mount_namespace(path: str, where: str = "linux.namespaces") -> None:
+    """A mount namespace given by path is joined and the rootfs set up inside it (its
+    root is pivoted, as runc does); never the runtime's own: that would pivot the host."""
+    try:
+        joined, own = os.stat(path), os.stat("/proc/self/ns/mnt")
+    except OSError as exc:
+        raise ConfigError(f"cannot open namespace {path}: {exc.strerror}", where=where) from None
+    if (joined.st_dev, joined.st_ino) == (own.st_dev, own.st_ino):
+        raise ConfigError(f"{path} is the runtime's own mount namespace: setting the rootfs up "
+                          "there would replace the host's root; use a new mount namespace "
+                          "or another one", where=where)
 
 
 def ensure_host_root_placeholder() -> str:

@@ -48,10 +48,18 @@ def check_before_create(spec: dict, bundle: str) -> None:
     from hutch.fs.rootfs import ensure_host_root_placeholder, validate_fs
     from hutch.security.process import validate as validate_process
     namespaces = {ns.get("type"): ns.get("path") for ns in (spec.get("linux") or {}).get("namespaces") or ()}
-    if "mount" not in namespaces or namespaces["mount"]:
-        # The root filesystem is built with mounts and pivot_root: done in the caller's
-        # (or a joined) mount namespace, it would replace that namespace's root.
-        raise ConfigError("a new mount namespace is required (no path)", where="linux.namespaces")
+    if "mount" not in namespaces:
+        # The root filesystem is built with mounts and pivot_root: in the caller's mount
+        # namespace it would replace the caller's root (runc does that: it mounts the rootfs
+        # there and makes the caller's / private).  hutch refuses.
+        raise ConfigError("a mount namespace is required: without one the rootfs would be "
+                          "mounted and pivoted in the caller's namespace (runc does that, and "
+                          "makes the caller's / private); add {\"type\": \"mount\"}",
+                          where="linux.namespaces")
+    if namespaces["mount"]:
+        from hutch.fs.rootfs import check_joinable_mount_namespace
+        index = [ns.get("type") for ns in spec["linux"]["namespaces"]].index("mount")
+        check_joinable_mount_namespace(namespaces["mount"], f"linux.namespaces[{index}].path")
     validate_fs(spec, bundle)
     validate_process(spec.get("process"), spec.get("linux"))
     if spec["root"]["path"] == "hutch:host":

@@ -187,6 +187,9 @@ def exec_stage2(launch, chan: Channel) -> None:
     try:
         os.setsid()
         spec = launch.spec
+        if launch.new_keyring:
+            # runc's exec joins the container's keyring by its name (init made it).
+            join_own_keyring(launch.container_id)
         console = None
         if launch.console_fd is not None:
             size = (spec["process"].get("consoleSize") or {})
@@ -235,6 +238,8 @@ def preload_modules(launch) -> None:
         names += ["hutch.security.seccomp", "hutch.syscall.seccomp"]
     if process.get("scheduler"):
         names.append("hutch.syscall.sched")
+    if (spec.get("linux") or {}).get("memoryPolicy"):
+        names.append("hutch.syscall.mm")
     if launch.console_fd is not None:
         names += ["hutch.oci.console", "socket", "array"]
     if (spec.get("hooks") or {}).get("startContainer"):
@@ -268,7 +273,10 @@ def join_own_keyring(container_id: str) -> None:
     caller's session keyring may hold its secrets (runc does the same)."""
     from hutch.errors import SysCallError
     try:
-        hsys.join_session_keyring(f"_ses.{container_id}")   # the name runc gives it
+        serial = hsys.join_session_keyring(f"_ses.{container_id}")   # the name runc gives it
+        # A new session keyring's default permissions (possessor all; user view, read,
+        # link) plus user search, as runc sets them: `exec` finds and joins it by name.
+        hsys.syscall("keyctl", 5, serial, 0x3F130000 | 0x00080000, detail="setperm")  # KEYCTL_SETPERM
     except SysCallError as err:
         if err.errno not in (38, 1):   # ENOSYS, EPERM (keyctl filtered by a seccomp sandbox)
             raise

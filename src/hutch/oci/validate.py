@@ -514,6 +514,9 @@ def _check_linux(linux: dict, where: str, namespaces: dict) -> None:
         _check_time_offsets(linux["timeOffsets"], f"{where}.timeOffsets", namespaces)
     if linux.get("intelRdt") is not None:
         _fail(f"{where}.intelRdt", "Intel RDT is not supported by hutch")
+    if linux.get("memoryPolicy") is not None:
+        from hutch.security.process import parse_memory_policy   # only when one is set
+        parse_memory_policy(linux["memoryPolicy"], f"{where}.memoryPolicy")
 
 
 def _check_id_mappings(value, where: str) -> list:

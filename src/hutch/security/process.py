@@ -56,6 +56,21 @@ SCHED_FLAGS = {
     "SCHED_FLAG_UTIL_CLAMP_MIN": 0x20, "SCHED_FLAG_UTIL_CLAMP_MAX": 0x40,
 }
 
+# linux.memoryPolicy (set_mempolicy(2); <linux/mempolicy.h>).
+MPOL_MODES = {
+    "MPOL_DEFAULT": 0, "MPOL_PREFERRED": 1, "MPOL_BIND": 2, "MPOL_INTERLEAVE": 3,
+    "MPOL_LOCAL": 4, "MPOL_PREFERRED_MANY": 5, "MPOL_WEIGHTED_INTERLEAVE": 6,
+}
+MPOL_FLAGS = {"MPOL_F_STATIC_NODES": 1 << 15, "MPOL_F_RELATIVE_NODES": 1 << 14,
+              "MPOL_F_NUMA_BALANCING": 1 << 13}
+# Modes that take no nodes, and modes that need at least one (MPOL_PREFERRED takes
+# zero or one set: none means "local allocation").  runc 1.3 draws the same lines.
+MPOL_NO_NODES = ("MPOL_DEFAULT", "MPOL_LOCAL")
+MPOL_NEED_NODES = ("MPOL_BIND", "MPOL_INTERLEAVE", "MPOL_PREFERRED_MANY",
+                   "MPOL_WEIGHTED_INTERLEAVE")
+# The kernel refuses a nodemask longer than a page of bits (get_nodes in mm/mempolicy.c).
+MAX_NODE = 4096 * 8 - 2
+
 PERSONALITY_DOMAINS = {"LINUX": 0x0000, "LINUX32": 0x0008}
 PERSONALITY_FLAGS = {
     "UNAME26": 0x0020000, "ADDR_NO_RANDOMIZE": 0x0040000, "FDPIC_FUNCPTRS": 0x0080000,
@@ -90,6 +105,13 @@ class Scheduler:
 
 
 @dataclass
+class MemoryPolicy:
+    mode: int                  # the MPOL_* mode or'ed with its MPOL_F_* flags
+    nodes: frozenset = frozenset()
+    text: str = ""             # as the config said it, for error messages
+
+
+@dataclass
 class User:
     uid: int = 0
     gid: int = 0
@@ -105,6 +127,7 @@ class Plan:
     ioprio: int | None = None
     scheduler: Scheduler | None = None
     personality: int | None = None
+    memory_policy: MemoryPolicy | None = None
     apparmor_profile: str | None = None
     selinux_label: str | None = None
     user: User = field(default_factory=User)
@@ -195,6 +218,64 @@ def parse_scheduler(value, where: str = "process.scheduler") -> Scheduler | None
     return sched
 
 
+def parse_node_list(value, where: str) -> frozenset[int]:
+    """A kernel list string ("0-1,3"; "" for none) as a set of node numbers."""
+    if not isinstance(value, str):
+        raise ConfigError("must be a string like \"0-1,3\"", where=where)
+    nodes: set[int] = set()
+    for part in value.split(",") if value.strip() else ():
+        low, dash, high = part.strip().partition("-")
+        try:
+            first = int(low, 10)
+            last = int(high, 10) if dash else first
+        except ValueError:
+            raise ConfigError(f"invalid node range {part.strip()!r} (expected N or N-M, "
+                              f"as in \"0-1,3\")", where=where) from None
+        if first < 0 or last < first:
+            raise ConfigError(f"invalid node range {part.strip()!r}", where=where)
+        if last > MAX_NODE:
+            raise ConfigError(f"node {last} is above the kernel's limit of {MAX_NODE}",
+                              where=where)
+        nodes.update(range(first, last + 1))
+    return frozenset(nodes)
+
+
+def parse_memory_policy(value, where: str = "linux.memoryPolicy") -> MemoryPolicy | None:
+    """linux.memoryPolicy as set_mempolicy(2) takes it; refuses what the kernel would
+    (and what runc 1.3 refuses at validation), each error naming its JSON path."""
+    if value is None:
+        return None
+    value = _object(value, where)
+    mode_name = value.get("mode")
+    if mode_name not in MPOL_MODES:
+        raise ConfigError(f"unknown memory policy mode {mode_name!r} (expected one of "
+                          f"{', '.join(MPOL_MODES)})", where=f"{where}.mode")
+    nodes = parse_node_list(value.get("nodes") or "", f"{where}.nodes")
+    if mode_name in MPOL_NO_NODES and nodes:
+        raise ConfigError(f"{mode_name} takes no nodes", where=f"{where}.nodes")
+    if mode_name in MPOL_NEED_NODES and not nodes:
+        raise ConfigError(f"{mode_name} needs at least one node", where=f"{where}.nodes")
+    flags = value.get("flags") or []
+    if not isinstance(flags, list):
+        raise ConfigError("must be a list of MPOL_F_* names", where=f"{where}.flags")
+    mode = MPOL_MODES[mode_name]
+    for i, name in enumerate(flags):
+        if name not in MPOL_FLAGS:
+            raise ConfigError(f"unknown memory policy flag {name!r} (expected one of "
+                              f"{', '.join(MPOL_FLAGS)})", where=f"{where}.flags[{i}]")
+        mode |= MPOL_FLAGS[name]
+    if "MPOL_F_STATIC_NODES" in flags and "MPOL_F_RELATIVE_NODES" in flags:
+        raise ConfigError("MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other",
+                          where=f"{where}.flags")
+    if "MPOL_F_NUMA_BALANCING" in flags and mode_name != "MPOL_BIND":
+        raise ConfigError("MPOL_F_NUMA_BALANCING applies only to MPOL_BIND",
+                          where=f"{where}.flags")
+    if not nodes and ({"MPOL_F_STATIC_NODES", "MPOL_F_RELATIVE_NODES"} & set(flags)):
+        raise ConfigError("MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES need nodes",
+                          where=f"{where}.flags")
+    return MemoryPolicy(mode, nodes, f"{mode_name} {value.get('nodes') or ''}".strip())
+
+
 def parse_personality(value, where: str = "linux.personality") -> int | None:
     if value is None:
         return None
@@ -269,6 +350,7 @@ def plan(process: dict | None, linux: dict | None) -> Plan:
     p.ioprio = parse_io_priority(process.get("ioPriority"))
     p.scheduler = parse_scheduler(process.get("scheduler"))
     p.personality = parse_personality(linux.get("personality"))
+    p.memory_policy = parse_memory_policy(linux.get("memoryPolicy"))
     p.apparmor_profile = _label(process.get("apparmorProfile"), "process.apparmorProfile")
     if p.apparmor_profile and not apparmor_enabled():
         raise ConfigError("apparmor is not enabled on this host", where="process.apparmorProfile")
@@ -375,7 +457,26 @@ def apply_scheduler(sched: Scheduler) -> None:
     try:
         sched_setattr(attr)
     except SysCallError as err:
-        raise _fail("sched_setattr", err, "process.scheduler") from None
+        hint = ""
+        if err.errno == 1 and sched.policy in (SCHED_POLICIES["SCHED_FIFO"], SCHED_POLICIES["SCHED_RR"]):
+            # With CONFIG_RT_GROUP_SCHED a cgroup v1 cpu group without a realtime budget
+            # refuses realtime tasks, even to root.
+            hint = ("a realtime policy needs a realtime budget in the container's cpu cgroup "
+                    "(linux.resources.cpu.realtimeRuntime) on cgroup v1")
+        raise _fail("sched_setattr", err, "process.scheduler", hint) from None
+
+
+def apply_memory_policy(policy: MemoryPolicy) -> None:
+    from hutch.syscall.mm import set_mempolicy
+
+    try:
+        set_mempolicy(policy.mode, policy.nodes)
+    except SysCallError as err:
+        hint = ""
+        if err.errno == 22 and policy.nodes:   # EINVAL: most often a node this host lacks
+            online = _read("/sys/devices/system/node/online").strip()
+            hint = f"nodes online here: {online or 'unknown'}"
+        raise _fail(f"set_mempolicy {policy.text}", err, "linux.memoryPolicy", hint) from None
 
 
 def apply_personality(persona: int) -> None:
@@ -411,6 +512,8 @@ def prepare_process(process: dict | None, linux: dict | None) -> Plan:
         apply_scheduler(p.scheduler)
     if p.personality is not None:
         apply_personality(p.personality)
+    if p.memory_policy is not None:
+        apply_memory_policy(p.memory_policy)
     os.umask(p.user.umask)
     if p.apparmor_profile:
         _write_attr(("/proc/self/attr/apparmor/exec", "/proc/self/attr/exec"),

@@ -11,7 +11,7 @@ from sys import modules as _modules
 from hutch.syscall.constants import *  # noqa: F401,F403  (re-exported for callers)
 
 # Submodules must stay unknown to __getattr__ so that `from hutch.syscall import proc` imports them.
-_SUBMODULES = frozenset({"libc", "proc", "constants", "mountapi", "bpf", "sched", "seccomp",
+_SUBMODULES = frozenset({"libc", "proc", "constants", "mountapi", "mm", "bpf", "sched", "seccomp",
                          "numbers", "gen_syscall_table", "ffi"})
 
 
