@@ -134,10 +134,12 @@ def join_nsfs(targets: list[str]) -> list[str]:
 
 # --- reading the system -----------------------------------------------------------
 
-def _read(path: str, dir_fd: int | None = None) -> bytes | None:
-    """The whole file, or None if it cannot be read (a process gone, not ours)."""
+def _read(path: str, record: bool = False) -> bytes | None:
+    """The whole file, or None if it cannot be read (a process gone, not ours).
+    record: a file the kernel hands out in one piece (/proc/PID/stat, cmdline,
+    comm), so a short read is its end and the read of nothing after it is saved."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=dir_fd)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
     try:
@@ -145,8 +147,11 @@ def _read(path: str, dir_fd: int | None = None) -> bytes | None:
         while True:
             chunk = os.read(fd, 65536)
             if not chunk:
-                return b"".join(chunks)
+                break
             chunks.append(chunk)
+            if record and len(chunk) < 65536:
+                break
+        return b"".join(chunks)
     except OSError:
         return None
     finally:
@@ -191,7 +196,7 @@ def process_details(pid: int) -> tuple[int, int] | None:
         uid = os.stat(f"/proc/{pid}").st_uid
     except OSError:
         return None
-    data = _read(f"/proc/{pid}/stat")
+    data = _read(f"/proc/{pid}/stat", record=True)
     if not data:
         return None
     try:
@@ -358,29 +363,24 @@ def _scan_fds(collector: _Collector, processes: list[_Process]) -> None:
     nsfs_dev = os.stat("/proc/self/ns/user").st_dev
     readlink = os.readlink
     for process in processes:
-        fd_dir = f"/proc/{process.pid}/fd"
+        fd_dir = f"/proc/{process.pid}/fd/"
         try:
-            dir_fd = os.open(fd_dir, _O_DIR)
+            names = os.listdir(fd_dir)     # by path: listdir(fd) costs a dup, fcntls, an fstat
         except OSError:
             continue
-        try:
-            names = os.listdir(dir_fd)
-            for name in names:
-                try:
-                    link = readlink(name, dir_fd=dir_fd)
-                except OSError:
-                    continue
-                if link[-1:] == "]":
-                    if ":[" in link:
-                        parsed = parse_nsfs_link(link)
-                        if parsed:
-                            collector.add_held(parsed[0], parsed[1], f"{fd_dir}/{name}", "fd")
-                elif link[:1] == "/" and not link.startswith(("/dev/", "/proc/", "/sys/")):
-                    _add_fd_by_stat(collector, f"{fd_dir}/{name}", nsfs_dev)
-        except OSError:
-            continue
-        finally:
-            os.close(dir_fd)
+        for name in names:
+            fd_path = fd_dir + name
+            try:
+                link = readlink(fd_path)
+            except OSError:
+                continue
+            if link[-1:] == "]":
+                if ":[" in link:
+                    parsed = parse_nsfs_link(link)
+                    if parsed:
+                        collector.add_held(parsed[0], parsed[1], fd_path, "fd")
+            elif link[:1] == "/" and not link.startswith(("/dev/", "/proc/", "/sys/")):
+                _add_fd_by_stat(collector, fd_path, nsfs_dev)
 
 
 def _add_fd_by_stat(collector: _Collector, fd_path: str, nsfs_dev: int) -> None:
@@ -406,10 +406,10 @@ def _add_fd_by_stat(collector: _Collector, fd_path: str, nsfs_dev: int) -> None:
 
 def _command(pid: int) -> str:
     """lsns's COMMAND for pid: its command line, or its comm for a kernel thread."""
-    cmdline = _read(f"/proc/{pid}/cmdline") or b""
+    cmdline = _read(f"/proc/{pid}/cmdline", record=True) or b""
     if cmdline.strip(b"\0"):
         return format_command(cmdline)
-    return (_read(f"/proc/{pid}/comm") or b"").decode(errors="replace").strip()
+    return (_read(f"/proc/{pid}/comm", record=True) or b"").decode(errors="replace").strip()
 
 
 def _fill_netnsid(rows: list[Namespace]) -> None:
