@@ -141,16 +141,11 @@ def ls(argv: list[str], g) -> int:
                lsns.parse_columns(args["output"], lsns.default_columns(types)))
     # As lsns: the process tree is the default unless --list or --output-all is given.
     tree = args["tree"] or (None if args["list"] or args["output_all"] else "process")
-    need = set(columns)
     owners = None
-    if "CONTAINER" in need:
+    if "CONTAINER" in columns:
         from hutch.tools.containers import container_namespaces
         owners = container_namespaces(args["root"] or g.root)
-    rows = list_namespaces(
-        types, args["pid"], owners,
-        related=tree in ("owner", "parent") or bool(need & {"PNS", "ONS"}),
-        netnsid="NETNSID" in need, commands="COMMAND" in need,
-        users=bool(need & {"USER", "UID"}))
+    rows = list_namespaces(types, args["pid"], owners, **lsns.list_options(columns, tree))
     if args["json"]:
         sys.stdout.write(lsns.to_json(rows, columns, tree))
     else:

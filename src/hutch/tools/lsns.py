@@ -48,6 +48,15 @@ def default_columns(types: list[str] | None) -> list[str]:
     return columns + ["CONTAINER", "COMMAND"]
 
 
+def list_options(columns: list[str], tree: str | None) -> dict:
+    """The switches of hutch.ns.list_namespaces that these columns and tree need
+    (each one off saves a syscall or a file read per namespace)."""
+    need = set(columns)
+    return {"related": tree in ("owner", "parent") or bool(need & {"PNS", "ONS"}),
+            "netnsid": "NETNSID" in need, "commands": "COMMAND" in need,
+            "users": bool(need & {"USER", "UID"})}
+
+
 def parse_columns(spec: str | None, defaults: list[str]) -> list[str]:
     """-o LIST: comma-separated names (any case); a leading '+' appends to the defaults."""
     if not spec:
