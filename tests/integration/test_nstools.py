@@ -206,6 +206,61 @@ def test_tree_matches_lsns(hutch_bin, user_sleeper, relation):
     assert ours[pidns] == expected
 
 
+# Types without named netns: lsns 2.38 does not list namespaces that only a mount
+# keeps, hutch does; on the others both must print the very same bytes.
+PROCESS_TYPES = ["-t", "mnt", "-t", "pid", "-t", "uts", "-t", "ipc", "-t", "user", "-t", "cgroup"]
+
+
+def _same_bytes_as_lsns(hutch_bin: str, args: list[str]) -> tuple[str, str]:
+    """hutch's and lsns's output of the same arguments, retried while processes of
+    other tests come and go between the two runs (NPROCS, new rows)."""
+    for _ in range(20):
+        theirs = run(["lsns", *args])
+        ours = run([hutch_bin, "ns", "ls", *args])
+        assert theirs.returncode == 0 and ours.returncode == 0, (theirs.stderr, ours.stderr)
+        if ours.stdout == theirs.stdout:
+            break
+    return ours.stdout, theirs.stdout
+
+
+@pytest.mark.parametrize("args", [
+    ["-J", "-o", "NS,TYPE"],                     # no tree column: flat, in lsns's line order
+    ["-J", "-o", "NS,TYPE,COMMAND"],             # COMMAND: the process tree nests
+    ["-J", "-o", "NS,TYPE,NPROCS,PID,USER,COMMAND"],
+    ["-J", "--tree", "-o", "NS,TYPE,PID"],       # owner tree, NS is its tree column
+    ["-J", "--tree=owner", "-o", "TYPE,PID"],    # no NS: flat, owners added first
+    ["-J", "--tree=parent", "-o", "NS,TYPE,PNS,ONS"],
+    ["-J", "--tree=process", "-o", "NS,PPID,COMMAND"],
+    ["-J", "-l", "-o", "NS,TYPE,COMMAND"],
+    ["-o", "NS,TYPE,PID,COMMAND"],               # the table: tree art only in the tree column
+    ["--tree=parent", "-o", "NS,TYPE,PID"],
+    ["--tree=owner", "-o", "TYPE,NS,UID"],
+])
+def test_ls_output_is_lsns_byte_for_byte(hutch_bin, sleeper, user_sleeper, args):
+    ours, theirs = _same_bytes_as_lsns(hutch_bin, [*args, *PROCESS_TYPES])
+    assert ours == theirs
+    # the sleepers' rows are in it, so the cases above see nested namespaces too
+    assert str(_ino(user_sleeper, "user")) in ours or "NS" not in ",".join(args)
+
+
+def test_ls_nests_only_with_the_tree_column(hutch_bin, spawn):
+    # sh's mount namespace and, under it by process parentage, sleep's network namespace
+    spawn.unshare("-m", "sh", "-c", "unshare -n sleep 600", comm="sh")
+    theirs = {tuple(cols): lsns_rows(*PROCESS_TYPES, "-t", "net", "-o", ",".join(cols))
+              for cols in (["NS", "TYPE"], ["NS", "TYPE", "COMMAND"])}
+    ours = {cols: hutch_rows(hutch_bin, *PROCESS_TYPES, "-t", "net", "-o", ",".join(cols))
+            for cols in theirs}
+    nested = [row for row in theirs[("NS", "TYPE", "COMMAND")] if "children" in row]
+    assert nested                                              # lsns nests with COMMAND...
+    assert not any("children" in row for row in theirs[("NS", "TYPE")])   # ...and not without
+    assert not any("children" in row for row in ours[("NS", "TYPE")])
+    assert _tree_parents(ours[("NS", "TYPE", "COMMAND")]).items() >= {
+        (child["ns"], row["ns"]) for row in nested for child in row["children"]}
+    # --output-all: lsns has no default tree then
+    assert not any("children" in row for row in hutch_rows(hutch_bin, "--output-all"))
+    assert not any("children" in row for row in lsns_rows("--output-all"))
+
+
 def test_ls_shows_namespaces_kept_by_mounts(hutch_bin, netns_names):
     # lsns 2.38 does not list namespaces without processes; the kernel's answer is stat().
     name = netns_names()

@@ -224,3 +224,25 @@ def test_process_tree_follows_lsns_outline_rule():
     assert child.ns == 12 and [r.ns for r, _ in grand] == [13]
     table = lsns.to_table(rows, ["NS", "COMMAND"], tree="process").splitlines()
     assert table[3] == "12 └─b" and table[4] == "13   └─c" and table[5] == "14"
+
+
+def test_json_nests_only_with_the_tree_column_and_keeps_lsns_line_order():
+    rows = _rows()
+    flat = json.loads(lsns.to_json(rows, ["TYPE", "PID"], tree="owner"))["namespaces"]
+    assert all("children" not in r for r in flat) and len(flat) == 4
+    # parent tree: 11 (no parent) has its owner 10 added first; 13's owner 12 comes first too
+    rows[0].ns, rows[0].pns = 20, 0          # the owner of 11 and 12 now sorts after them
+    rows[1].ons = rows[2].pns = rows[2].ons = 20
+    order = [r.ns for r, _ in lsns.lines(sorted(rows, key=lambda r: r.ns), "parent")]
+    assert order == [20, 11, 12, 13]
+
+
+def test_json_layout_and_escapes_are_libsmartcols():
+    row = Namespace(ns=7, type="net", command='a "b"\\\tc\x01é', pid=None)
+    text = lsns.to_json([row, row], ["NS", "COMMAND", "PID"])
+    assert text == ('{\n   "namespaces": [\n      {\n         "ns": 7,\n'
+                    '         "command": "a \\"b\\"\\\\\\tc\\u0001é",\n         "pid": null\n'
+                    '      },{\n         "ns": 7,\n'
+                    '         "command": "a \\"b\\"\\\\\\tc\\u0001é",\n         "pid": null\n'
+                    '      }\n   ]\n}\n')
+    assert json.loads(text)["namespaces"][0]["command"] == row.command

@@ -31,59 +31,125 @@ def main(command: str, argv: list[str], g) -> int:
     raise ConfigError(f"unknown subcommand {sub!r} (ls, enter, persist, unpersist)", where="ns")
 
 
-class _Parser:
-    """argparse that reports errors as one HutchError line instead of exiting."""
+# `ns ls` options, as lsns's getopt_long takes them ("JlPp:o:nruhVt:T::WQ:H"): short
+# options cluster (-Jl), a value is glued or the next word (-tnet, -t net), -T's
+# optional value only glued (-Towner, --tree=owner: or the next word if it names a
+# tree, as hutch has always taken it); long options by any unique prefix.  Parsed
+# by hand: argparse costs more to import and build than the whole listing.
+_LS_FLAGS = {"J": "json", "l": "list", "n": "noheadings", "W": "nowrap", "u": "notruncate",
+             "H": "list_columns", "h": "help"}
+_LS_VALUES = {"t": "types", "p": "pid", "o": "output"}
+_LS_LONG = {"json": "J", "list": "l", "noheadings": "n", "nowrap": "W", "notruncate": "u",
+            "list-columns": "H", "help": "h", "type": "t", "task": "p", "pid": "p",
+            "output": "o", "tree": "T", "output-all": "output_all", "root": "root"}
 
-    @staticmethod
-    def make():
-        import argparse
 
-        class Parser(argparse.ArgumentParser):
-            def error(self, message):
-                raise ConfigError(message, where="ns ls")
+def _long_option(name: str) -> str:
+    if name in _LS_LONG:
+        return _LS_LONG[name]
+    matches = {v for k, v in _LS_LONG.items() if k.startswith(name)} if name else set()
+    if len(matches) != 1:
+        what = "ambiguous" if matches else "unrecognized"
+        raise ConfigError(f"{what} option --{name}", where="ns ls")
+    return matches.pop()
 
-        return Parser
+
+def parse_ls_args(argv: list[str]) -> dict:
+    """The options of `ns ls` (see above); ConfigError naming the option otherwise."""
+    from hutch.tools.lsns import TREES
+    opts: dict = {"types": [], "pid": None, "output": None, "tree": None, "output_all": False,
+                  "root": None, **{name: False for name in _LS_FLAGS.values()}}
+
+    def take(key: str, value: str, option: str) -> None:
+        if key == "types":
+            opts["types"].append(value)
+        elif key == "pid":
+            try:
+                opts["pid"] = int(value, 10)
+            except ValueError:
+                raise ConfigError(f"invalid PID argument {value!r}", where=option) from None
+        elif key == "tree":
+            if value not in TREES:
+                raise ConfigError(f"unknown tree type: {value} (use {', '.join(TREES)})",
+                                  where=option)
+            opts["tree"] = value
+        else:
+            opts[key] = value
+
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        i += 1
+        if arg.startswith("--") and len(arg) > 2:
+            name, eq, value = arg[2:].partition("=")
+            letter = _long_option(name)
+            option = f"--{name}"
+            if letter in _LS_FLAGS or letter == "output_all":
+                if eq:
+                    raise ConfigError("takes no value", where=option)
+                opts[_LS_FLAGS.get(letter, letter)] = True
+            elif letter == "T":
+                if not eq and i < len(argv) and argv[i] in TREES:
+                    value, eq, i = argv[i], "=", i + 1
+                take("tree", value if eq else "owner", option)
+            else:
+                if not eq:
+                    if i >= len(argv):
+                        raise ConfigError("needs a value", where=option)
+                    value, i = argv[i], i + 1
+                take(_LS_VALUES.get(letter, letter), value, option)
+        elif arg.startswith("-") and len(arg) > 1 and arg != "--":
+            j = 1
+            while j < len(arg):
+                letter, rest = arg[j], arg[j + 1:]
+                j += 1
+                if letter in _LS_FLAGS:
+                    opts[_LS_FLAGS[letter]] = True
+                elif letter == "T":
+                    if not rest and i < len(argv) and argv[i] in TREES:
+                        rest, i = argv[i], i + 1
+                    take("tree", rest or "owner", "-T")
+                    break
+                elif letter in _LS_VALUES:
+                    if not rest:
+                        if i >= len(argv):
+                            raise ConfigError("needs a value", where=f"-{letter}")
+                        rest, i = argv[i], i + 1
+                    take(_LS_VALUES[letter], rest, f"-{letter}")
+                    break
+                else:
+                    raise ConfigError(f"unknown option -{letter}", where="ns ls")
+        else:
+            raise ConfigError(f"unexpected argument {arg!r}", where="ns ls")
+    return opts
 
 
 def ls(argv: list[str], g) -> int:
     from hutch.ns.info import list_namespaces
     from hutch.tools import lsns
-    parser = _Parser.make()(prog="hutch ns ls", add_help=True)
-    parser.add_argument("-t", "--type", action="append", dest="types")
-    parser.add_argument("-p", "--task", "--pid", type=int, dest="pid")
-    parser.add_argument("-J", "--json", action="store_true")
-    parser.add_argument("-T", "--tree", nargs="?", const="owner", choices=lsns.TREES)
-    parser.add_argument("-l", "--list", action="store_true", help="no tree at all")
-    parser.add_argument("-o", "--output")
-    parser.add_argument("--output-all", action="store_true")
-    parser.add_argument("-n", "--noheadings", action="store_true")
-    parser.add_argument("-W", "--nowrap", action="store_true")
-    parser.add_argument("-u", "--notruncate", action="store_true")
-    parser.add_argument("-H", "--list-columns", action="store_true")
-    parser.add_argument("--root", default=None, help="hutch runtime root (CONTAINER column)")
-    args = parser.parse_args(argv)
-    if args.list and args.tree:
+    args = parse_ls_args(argv)
+    if args["help"]:
+        print(USAGE, end="")
+        return 0
+    if args["list"] and args["tree"]:
         raise ConfigError("--list and --tree are mutually exclusive", where="ns ls")
-    # As lsns: without --tree or --list, rows nest by process parentage.
-    tree = None if args.list else (args.tree or "process")
-    if args.list_columns:
+    if args["list_columns"]:
         print(lsns.columns_help(), end="")
         return 0
-    columns = (list(lsns.COLUMNS) if args.output_all else
-               lsns.parse_columns(args.output, lsns.default_columns(args.types)))
-    need = set(columns)
+    types = args["types"] or None
+    columns = (list(lsns.COLUMNS) if args["output_all"] else
+               lsns.parse_columns(args["output"], lsns.default_columns(types)))
+    # As lsns: the process tree is the default unless --list or --output-all is given.
+    tree = args["tree"] or (None if args["list"] or args["output_all"] else "process")
     owners = None
-    if "CONTAINER" in need:
+    if "CONTAINER" in columns:
         from hutch.tools.containers import container_namespaces
-        owners = container_namespaces(args.root or g.root)
-    rows = list_namespaces(
-        args.types, args.pid, owners,
-        related=tree in ("owner", "parent") or bool(need & {"PNS", "ONS"}),
-        netnsid="NETNSID" in need, commands="COMMAND" in need)
-    if args.json:
+        owners = container_namespaces(args["root"] or g.root)
+    rows = list_namespaces(types, args["pid"], owners, **lsns.list_options(columns, tree))
+    if args["json"]:
         sys.stdout.write(lsns.to_json(rows, columns, tree))
     else:
-        sys.stdout.write(lsns.to_table(rows, columns, tree, headings=not args.noheadings,
+        sys.stdout.write(lsns.to_table(rows, columns, tree, headings=not args["noheadings"],
                                        nsfs_separator=","))
     return 0
 

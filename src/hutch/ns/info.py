@@ -12,12 +12,18 @@ of those references, like util-linux lsns (2.40) does:
 The relations come from nsfs ioctls: NS_GET_USERNS gives the owning user
 namespace (ONS), NS_GET_PARENT the parent of a pid or user namespace (PNS).
 Each is asked once per namespace, not once per process.
+
+Cost: every process costs one readlink per namespace type (the link text
+"net:[4026531833]" carries the inode: half the price of a stat), one listdir of
+its fds and a readlink per fd; only the process that stands for a namespace (its
+lowest pid) has its owner, parent and command line read.  Files are read with
+os.open/os.read (no buffered file object: no fstat, lseek and isatty ioctl per
+file), and nothing here imports re, json or ctypes (see bench/nstools).
 """
 
 from __future__ import annotations
 
 import os
-import re
 from hutch.record import dataclass, field
 
 from hutch.errors import ConfigError, NotFoundError, SysCallError
@@ -26,7 +32,7 @@ from hutch.syscall import constants as C
 from hutch.ns.names import (ALIASES, CLONE_FLAGS, FLAG_TYPES, NS_TYPES,  # noqa: F401 (re-exported)
                             namespace_type, supported_types)
 
-_NSFS_LINK = re.compile(rf"^({'|'.join(NS_TYPES)}):\[(\d+)\]$")
+_O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 
 @dataclass
@@ -55,12 +61,13 @@ class Namespace:
         return ",".join(self.containers) or None
 
 
-@dataclass
 class _Process:
-    pid: int
-    ppid: int
-    uid: int
-    ns: dict[str, int]                   # type -> inode
+    """A process seen in /proc: its pid and namespace inodes (type -> inode)."""
+    __slots__ = ("pid", "ns")
+
+    def __init__(self, pid: int, ns: dict[str, int]):
+        self.pid = pid
+        self.ns = ns
 
 
 # --- names and small helpers ---------------------------------------------------
@@ -85,8 +92,12 @@ def ns_inode(pid: int | str, ns_type: str) -> int:
 
 def parse_nsfs_link(text: str) -> tuple[str, int] | None:
     """('net', 4026532000) for a nsfs link or mount root like 'net:[4026532000]'."""
-    match = _NSFS_LINK.match(text)
-    return (match.group(1), int(match.group(2))) if match else None
+    ns_type, bracket, rest = text.partition(":[")
+    digits = rest[:-1]
+    if (not bracket or ns_type not in NS_TYPES or not rest.endswith("]")
+            or not (digits.isascii() and digits.isdigit())):
+        return None
+    return ns_type, int(digits)
 
 
 def parse_stat_ppid(data: bytes) -> int:
@@ -123,50 +134,89 @@ def join_nsfs(targets: list[str]) -> list[str]:
 
 # --- reading the system -----------------------------------------------------------
 
-def _read(path: str) -> bytes | None:
+def _read(path: str, record: bool = False) -> bytes | None:
+    """The whole file, or None if it cannot be read (a process gone, not ours).
+    record: a file the kernel hands out in one piece (/proc/PID/stat, cmdline,
+    comm), so a short read is its end and the read of nothing after it is saved."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
-
-
-def _read_process(pid: int, types: list[str]) -> _Process | None:
-    """The process's owner, parent and namespace inodes; None if gone or not ours to see."""
-    base = f"/proc/{pid}"
     try:
-        uid = os.stat(base).st_uid
-        with open(f"{base}/stat", "rb") as f:
-            ppid = parse_stat_ppid(f.read())
-    except (OSError, ValueError):
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            if record and len(chunk) < 65536:
+                break
+        return b"".join(chunks)
+    except OSError:
         return None
+    finally:
+        os.close(fd)
+
+
+def read_process_namespaces(pid: int | str, types: list[str]) -> dict[str, int]:
+    """type -> inode of process pid's namespaces; {} if it is gone.  A type we may
+    not inspect is left out silently, as lsns does."""
+    try:
+        ns_dir = os.open(f"/proc/{pid}/ns", _O_DIR)
+    except OSError:
+        return {}
+    readlink = os.readlink
     inodes = {}
-    for ns_type in types:
-        try:
-            inodes[ns_type] = os.stat(f"{base}/ns/{ns_type}").st_ino
-        except (PermissionError, FileNotFoundError, ProcessLookupError):
-            continue          # as lsns: a process we may not inspect is skipped silently
-    if not inodes:
-        return None
-    return _Process(pid, ppid, uid, inodes)
+    try:
+        for ns_type in types:
+            try:
+                link = readlink(ns_type, dir_fd=ns_dir)     # "net:[4026531833]"
+            except OSError:
+                continue
+            inodes[ns_type] = int(link[len(ns_type) + 2:-1])
+    finally:
+        os.close(ns_dir)
+    return inodes
 
 
 def read_processes(types: list[str]) -> list[_Process]:
+    """Every process we can see, with its namespace inodes of the given types."""
     out = []
     for name in os.listdir("/proc"):
         if name.isdigit():
-            process = _read_process(int(name), types)
-            if process is not None:
-                out.append(process)
+            inodes = read_process_namespaces(name, types)
+            if inodes:
+                out.append(_Process(int(name), inodes))
     return out
+
+
+def process_details(pid: int) -> tuple[int, int] | None:
+    """(ppid, uid) of process pid, or None if it is gone."""
+    try:
+        uid = os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
+    data = _read(f"/proc/{pid}/stat", record=True)
+    if not data:
+        return None
+    try:
+        return parse_stat_ppid(data), uid
+    except (ValueError, IndexError):
+        return None
+
+
+def _ns_ioctl(fd: int, request: int) -> int:
+    """An nsfs ioctl's result (an fd, a type); OSError if refused.  fcntl, not
+    hutch.syscall's ctypes wrapper: loading ctypes costs more than the listing."""
+    import fcntl
+    return fcntl.ioctl(fd, request)
 
 
 def _ioctl_ino(fd: int, request: int) -> tuple[int, int]:
     """(inode, fd) of the namespace an nsfs ioctl returns; (0, -1) when not permitted."""
-    from hutch.syscall import ioctl_int
     try:
-        new_fd = ioctl_int(fd, request)
-    except SysCallError:
+        new_fd = _ns_ioctl(fd, request)
+    except OSError:
         return 0, -1     # EPERM: the relative is outside our view (e.g. the initial userns)
     return os.fstat(new_fd).st_ino, new_fd
 
@@ -200,9 +250,9 @@ def related_inodes(path: str, ns_type: str, want_uid: bool = True) -> tuple[int,
 def _owner_uid(userns_fd: int) -> int | None:
     """The uid that created the user namespace open as userns_fd (NS_GET_OWNER_UID)."""
     import fcntl
-    import struct
+    import sys
     try:
-        return struct.unpack("I", fcntl.ioctl(userns_fd, C.NS_GET_OWNER_UID, b"\0" * 4))[0]
+        return int.from_bytes(fcntl.ioctl(userns_fd, C.NS_GET_OWNER_UID, b"\0" * 4), sys.byteorder)
     except OSError:
         return None
 
@@ -231,17 +281,43 @@ class _Collector:
         self.rows: dict[int, Namespace] = {}
 
     def add_process(self, process: _Process) -> None:
+        rows = self.rows
+        pid = process.pid
         for ns_type, ino in process.ns.items():
-            if ns_type not in self.types:
-                continue
-            row = self.rows.get(ino)
+            row = rows.get(ino)
             if row is None:
-                row = self.rows[ino] = Namespace(ns=ino, type=ns_type)
+                if ns_type not in self.types:
+                    continue
+                row = rows[ino] = Namespace(ns=ino, type=ns_type, pid=pid)
+            elif pid < row.pid:
+                row.pid = pid
             row.nprocs += 1
-            row.pids.append(process.pid)
-            if row.pid is None or process.pid < row.pid:
-                row.pid, row.ppid, row.uid = process.pid, process.ppid, process.uid
-                row.path = f"/proc/{process.pid}/ns/{ns_type}"
+            row.pids.append(pid)
+
+    def settle_processes(self) -> None:
+        """Give each row its lowest-pid process's parent and owner.  A process that
+        is gone by now leaves every row, as if the scan had not seen it."""
+        details: dict[int, tuple[int, int] | None] = {}
+        gone: set[int] = set()
+        for row in self.rows.values():
+            while row.pid is not None:
+                pid = row.pid
+                if pid not in details:
+                    details[pid] = process_details(pid)
+                if details[pid] is not None:
+                    row.ppid, row.uid = details[pid]
+                    break
+                gone.add(pid)
+                row.pids = [p for p in row.pids if p != pid]
+                row.pid = min(row.pids) if row.pids else None
+        if gone:
+            for ino, row in list(self.rows.items()):
+                row.pids = [p for p in row.pids if p not in gone]
+                row.nprocs = len(row.pids)
+                if not row.pids:
+                    del self.rows[ino]
+        for row in self.rows.values():
+            row.path = f"/proc/{row.pid}/ns/{row.type}"
 
     def add_held(self, ns_type: str, ino: int, path: str, held_by: str) -> None:
         """A namespace kept by a mount or an fd; path must open it (checked by inode)."""
@@ -255,21 +331,25 @@ class _Collector:
         self.rows[ino] = Namespace(ns=ino, type=ns_type, path=path, held_by=held_by)
 
 
-def _scan_mounts(collector: _Collector, processes: list[_Process], self_text: str) -> None:
+def _nsfs_mounts_in(data: bytes | None) -> list[tuple[str, int, str]]:
+    """nsfs_mounts of a raw mountinfo; most have none, so look before decoding."""
+    if not data or b" - nsfs " not in data:
+        return []
+    return nsfs_mounts(data.decode(errors="replace"))
+
+
+def _scan_mounts(collector: _Collector, processes: list[_Process], self_mounts: list) -> None:
     """Namespaces bind-mounted in our mount namespace and in every other one."""
-    for ns_type, ino, target in nsfs_mounts(self_text):
+    for ns_type, ino, target in self_mounts:
         collector.add_held(ns_type, ino, target, "mount")
-    own_mnt = os.stat("/proc/self/ns/mnt").st_ino
+    own_mnt = int(os.readlink("/proc/self/ns/mnt")[5:-1])
     seen_mnt = {own_mnt}
     for process in processes:
         mnt = process.ns.get("mnt")
         if mnt is None or mnt in seen_mnt:
             continue
         seen_mnt.add(mnt)
-        text = _read(f"/proc/{process.pid}/mountinfo")
-        if not text:
-            continue
-        for ns_type, ino, target in nsfs_mounts(text.decode(errors="replace")):
+        for ns_type, ino, target in _nsfs_mounts_in(_read(f"/proc/{process.pid}/mountinfo")):
             # /proc/PID/root resolves target inside that process's mount namespace
             collector.add_held(ns_type, ino, f"/proc/{process.pid}/root{target}", "mount")
 
@@ -281,23 +361,25 @@ def _scan_fds(collector: _Collector, processes: list[_Process]) -> None:
     bind mount reads as that path, so path-like links are stat()ed and kept when
     they are on nsfs.  Sockets, pipes and anon inodes are skipped unread."""
     nsfs_dev = os.stat("/proc/self/ns/user").st_dev
+    readlink = os.readlink
     for process in processes:
-        fd_dir = f"/proc/{process.pid}/fd"
+        fd_dir = f"/proc/{process.pid}/fd/"
         try:
-            names = os.listdir(fd_dir)
+            names = os.listdir(fd_dir)     # by path: listdir(fd) costs a dup, fcntls, an fstat
         except OSError:
             continue
         for name in names:
-            fd_path = f"{fd_dir}/{name}"
+            fd_path = fd_dir + name
             try:
-                link = os.readlink(fd_path)
+                link = readlink(fd_path)
             except OSError:
                 continue
-            if link.endswith("]") and ":[" in link:
-                parsed = parse_nsfs_link(link)
-                if parsed:
-                    collector.add_held(parsed[0], parsed[1], fd_path, "fd")
-            elif link.startswith("/") and not link.startswith(("/dev/", "/proc/", "/sys/")):
+            if link[-1:] == "]":
+                if ":[" in link:
+                    parsed = parse_nsfs_link(link)
+                    if parsed:
+                        collector.add_held(parsed[0], parsed[1], fd_path, "fd")
+            elif link[:1] == "/" and not link.startswith(("/dev/", "/proc/", "/sys/")):
                 _add_fd_by_stat(collector, fd_path, nsfs_dev)
 
 
@@ -308,14 +390,13 @@ def _add_fd_by_stat(collector: _Collector, fd_path: str, nsfs_dev: int) -> None:
         return
     if st.st_dev != nsfs_dev or st.st_ino in collector.rows:
         return
-    from hutch.syscall import ioctl_int
     try:
         fd = os.open(fd_path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return
     try:
-        ns_type = FLAG_TYPES.get(ioctl_int(fd, C.NS_GET_NSTYPE))
-    except SysCallError:
+        ns_type = FLAG_TYPES.get(_ns_ioctl(fd, C.NS_GET_NSTYPE))
+    except OSError:
         return
     finally:
         os.close(fd)
@@ -325,10 +406,10 @@ def _add_fd_by_stat(collector: _Collector, fd_path: str, nsfs_dev: int) -> None:
 
 def _command(pid: int) -> str:
     """lsns's COMMAND for pid: its command line, or its comm for a kernel thread."""
-    cmdline = _read(f"/proc/{pid}/cmdline") or b""
+    cmdline = _read(f"/proc/{pid}/cmdline", record=True) or b""
     if cmdline.strip(b"\0"):
         return format_command(cmdline)
-    return (_read(f"/proc/{pid}/comm") or b"").decode(errors="replace").strip()
+    return (_read(f"/proc/{pid}/comm", record=True) or b"").decode(errors="replace").strip()
 
 
 def _fill_netnsid(rows: list[Namespace]) -> None:
@@ -346,7 +427,7 @@ def _fill_netnsid(rows: list[Namespace]) -> None:
 def list_namespaces(types: list[str] | None = None, pid: int | None = None,
                     owners: dict[int, list[str]] | None = None, *, related: bool = True,
                     netnsid: bool = True, commands: bool = True, held: bool = True,
-                    ) -> list[Namespace]:
+                    users: bool = True) -> list[Namespace]:
     """Every namespace visible to us, sorted by inode.
 
     types: only these (default: all the kernel has); pid: only those pid is in;
@@ -354,7 +435,9 @@ def list_namespaces(types: list[str] | None = None, pid: int | None = None,
     hutch.tools.containers.container_namespaces: this layer knows no runtime);
     related: ask for PNS/ONS; netnsid: ask rtnetlink for NETNSID; commands: read
     each namespace's first process's command line; held: also find namespaces
-    kept only by bind mounts or open fds.  The switches only save time."""
+    kept only by bind mounts or open fds; users: fill `user` (and the `uid` of a
+    namespace without processes, from its owning user namespace).  The switches
+    only save time."""
     types = [namespace_type(t) for t in types] if types else supported_types()
     if pid is not None:
         check_pid(pid)
@@ -363,35 +446,39 @@ def list_namespaces(types: list[str] | None = None, pid: int | None = None,
     collector = _Collector(types)
     for process in processes:
         collector.add_process(process)
-    self_mountinfo = (_read("/proc/self/mountinfo") or b"").decode(errors="replace")
+    collector.settle_processes()
+    self_mounts = _nsfs_mounts_in(_read("/proc/self/mountinfo"))
     if held and pid is None:
-        _scan_mounts(collector, processes, self_mountinfo)
+        _scan_mounts(collector, processes, self_mounts)
         _scan_fds(collector, processes)
     rows = sorted(collector.rows.values(), key=lambda r: r.ns)
     if pid is not None:
         rows = [r for r in rows if pid in r.pids]
-    _describe(rows, self_mountinfo, owners or {}, related, netnsid, commands)
+    _describe(rows, self_mounts, owners or {}, related, netnsid, commands, users)
     return rows
 
 
-def _describe(rows: list[Namespace], self_mountinfo: str, owners: dict[int, list[str]],
-              related: bool, netnsid: bool, commands: bool) -> None:
+def _describe(rows: list[Namespace], self_mounts: list, owners: dict[int, list[str]],
+              related: bool, netnsid: bool, commands: bool, users: bool = True) -> None:
     """Fill the columns that cost a syscall or a file read per namespace."""
     mounts: dict[int, list[str]] = {}
-    for _type, ino, target in nsfs_mounts(self_mountinfo):
+    for _type, ino, target in self_mounts:
         mounts.setdefault(ino, []).append(target)
     command_of: dict[int, str] = {}       # a process stands for up to 8 namespaces
     for row in rows:
-        row.nsfs = join_nsfs(mounts.get(row.ns, []))
-        row.containers = owners.get(row.ns, [])
-        if row.path and (related or row.uid is None):
+        if mounts:
+            row.nsfs = join_nsfs(mounts.get(row.ns, []))
+        if owners:
+            row.containers = owners.get(row.ns, [])
+        want_uid = users and row.uid is None
+        if row.path and (related or want_uid):
             # a namespace without processes is attributed to its owning userns's creator
-            pns, ons, owner_uid = related_inodes(row.path, row.type, want_uid=row.uid is None)
+            pns, ons, owner_uid = related_inodes(row.path, row.type, want_uid=want_uid)
             if related:
                 row.pns, row.ons = pns, ons
-            if row.uid is None:
+            if want_uid:
                 row.uid = owner_uid
-        if row.uid is not None:
+        if users and row.uid is not None:
             row.user = user_name(row.uid)
         if commands and row.pid is not None:
             if row.pid not in command_of:
@@ -427,18 +514,17 @@ def inspect(target: int | str, ns_type: str | None = None,
     # Alive only through the caller's own reference (e.g. a path we could not scan).
     row = Namespace(ns=ino, type=ns_type, path=target if isinstance(target, str) else
                     f"/proc/{target}/ns/{ns_type}", held_by="fd")
-    _describe([row], "", owners or {}, True, True, True)
+    _describe([row], [], owners or {}, True, True, True)
     return row
 
 
 def _identify_file(path: str) -> tuple[str, int]:
     """(type, inode) of the nsfs file at path; ConfigError if it is not one."""
-    from hutch.syscall import ioctl_int
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
         try:
-            flag = ioctl_int(fd, C.NS_GET_NSTYPE)
-        except SysCallError:
+            flag = _ns_ioctl(fd, C.NS_GET_NSTYPE)
+        except OSError:
             raise ConfigError(f"{path} is not a namespace file", where=path) from None
         return FLAG_TYPES[flag], os.fstat(fd).st_ino
     finally:

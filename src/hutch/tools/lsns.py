@@ -8,7 +8,6 @@ numbers, missing values as null, ``"children"`` in trees).
 
 from __future__ import annotations
 
-import json
 from hutch.record import dataclass
 
 from hutch.errors import ConfigError
@@ -49,6 +48,15 @@ def default_columns(types: list[str] | None) -> list[str]:
     return columns + ["CONTAINER", "COMMAND"]
 
 
+def list_options(columns: list[str], tree: str | None) -> dict:
+    """The switches of hutch.ns.list_namespaces that these columns and tree need
+    (each one off saves a syscall or a file read per namespace)."""
+    need = set(columns)
+    return {"related": tree in ("owner", "parent") or bool(need & {"PNS", "ONS"}),
+            "netnsid": "NETNSID" in need, "commands": "COMMAND" in need,
+            "users": bool(need & {"USER", "UID"})}
+
+
 def parse_columns(spec: str | None, defaults: list[str]) -> list[str]:
     """-o LIST: comma-separated names (any case); a leading '+' appends to the defaults."""
     if not spec:
@@ -79,45 +87,86 @@ def cell(row, column: str, nsfs_separator: str = "\n"):
 
 
 # --- trees ----------------------------------------------------------------------------
+#
+# lsns adds its lines to a libsmartcols table one namespace at a time, each under
+# the line of its parent (the relation of the tree), and the table is printed as a
+# tree only when it has a tree column: COMMAND for --tree=process, NS for owner and
+# parent.  Without that column the same lines come out flat, in the order they
+# were added.  lines() replays that order; nest() builds the tree from it.
 
-def tree_parents(rows: list, relation: str) -> dict[int, int]:
-    """inode -> inode of the row it hangs under, for rows whose relative is listed too."""
-    listed = {row.ns for row in rows}
-    out = {}
+TREE_COLUMN = {"process": "COMMAND", "owner": "NS", "parent": "NS"}
+
+
+def is_nested(columns: list[str], tree: str | None) -> bool:
+    """True if lsns prints a tree: a relation and its tree column among the columns."""
+    return bool(tree) and TREE_COLUMN[tree] in columns
+
+
+def lines(rows: list, relation: str | None) -> list[tuple[object, object]]:
+    """[(row, parent row or None)] in the order lsns adds its lines (rows sorted by inode)."""
+    if not relation:
+        return [(row, None) for row in rows]
+    if relation == "process":
+        return _process_lines(rows)
+    return _relation_lines(rows, relation)
+
+
+def _process_lines(rows: list) -> list[tuple[object, object]]:
+    """lsns's default tree: a row goes under the row most recently added for the
+    parent process of its (lowest-pid) process.  A process's latest row replaces
+    its earlier ones, exactly as lsns's proc->outline does."""
+    latest_by_pid: dict[int, object] = {}
+    out = []
     for row in rows:
-        relative = row.ons if relation == "owner" else row.pns
-        if relative and relative in listed and relative != row.ns:
-            out[row.ns] = relative
+        parent = latest_by_pid.get(row.ppid) if row.pid is not None else None
+        out.append((row, parent))
+        if row.pid is not None:
+            latest_by_pid[row.pid] = row
     return out
 
 
-def build_forest(rows: list, relation: str) -> list[tuple[object, list]]:
-    """[(row, children)] trees in inode order; children are the same pairs."""
-    if relation == "process":
-        return _process_forest(rows)
-    parents = tree_parents(rows, relation)
-    nodes = {row.ns: (row, []) for row in rows}
-    roots = []
-    for row in rows:            # rows are sorted by inode, so children stay sorted too
-        parent = parents.get(row.ns)
-        (nodes[parent][1] if parent else roots).append(nodes[row.ns])
-    return roots
+def _relation_lines(rows: list, relation: str) -> list[tuple[object, object]]:
+    """lsns's show_namespace(): before a row, the row it hangs under is added (for
+    --tree=parent, a row without a parent first has its owner added, which only
+    changes the order); a row hangs under its owner (ONS) or parent (PNS)."""
+    listed = {row.ns: row for row in rows}
+    added: set[int] = set()
+    out: list[tuple[object, object]] = []
 
+    def relative(ino: int, row):
+        return listed.get(ino) if ino and ino != row.ns else None
 
-def _process_forest(rows: list) -> list[tuple[object, list]]:
-    """lsns's default tree: a row goes under the row most recently shown for the
-    parent process of its (lowest-pid) process.  Rows are visited in inode order
-    and a process's latest row replaces its earlier ones, exactly as lsns's
-    proc->outline does, so both tools nest the same rows the same way."""
-    latest_by_pid: dict[int, tuple] = {}
-    roots: list = []
+    def show(row) -> None:
+        added.add(row.ns)
+        first = relative(row.ons, row) if relation == "owner" else (
+            relative(row.pns, row) if row.pns else relative(row.ons, row))
+        if first is not None and first.ns not in added:
+            show(first)
+        out.append((row, relative(row.ons if relation == "owner" else row.pns, row)))
+
     for row in rows:
-        node = (row, [])
-        parent = latest_by_pid.get(row.ppid) if row.pid is not None else None
-        (parent[1] if parent is not None else roots).append(node)
-        if row.pid is not None:
-            latest_by_pid[row.pid] = node
+        if row.ns not in added:
+            show(row)
+    return out
+
+
+def nest(pairs: list[tuple[object, object]]) -> list[tuple[object, list]]:
+    """[(row, children)] trees from lines(): children in the order they were added."""
+    nodes = {id(row): (row, []) for row, _ in pairs}
+    roots = []
+    for row, parent in pairs:
+        (nodes[id(parent)][1] if parent is not None else roots).append(nodes[id(row)])
     return roots
+
+
+def build_forest(rows: list, relation: str) -> list[tuple[object, list]]:
+    """[(row, children)] trees as lsns nests them for relation (owner, parent, process)."""
+    return nest(lines(rows, relation))
+
+
+def tree_parents(rows: list, relation: str) -> dict[int, int]:
+    """inode -> inode of the row it hangs under, for rows whose relative is listed too."""
+    return {row.ns: parent.ns for row, parent in lines(rows, relation) if parent is not None}
 
 
 def walk_forest(forest: list):
@@ -137,38 +186,70 @@ def _walk_children(children: list, prefix: str):
 
 # --- output ---------------------------------------------------------------------------
 
-def to_json(rows: list, columns: list[str], tree: str | None = None) -> str:
-    """lsns -J: {"namespaces": [{column: value, ...}, ...]}, nested under "children"."""
-    def obj(row) -> dict:
-        return {c.lower(): cell(row, c) for c in columns}
+def _json_string(text: str) -> str:
+    """A JSON string as libsmartcols writes it: quote and backslash escaped, control
+    characters as \\b \\t \\n \\f \\r or \\u00XX, everything else (UTF-8) as is."""
+    if text.isprintable() and '"' not in text and "\\" not in text:
+        return f'"{text}"'
+    return '"' + text.translate(_JSON_ESCAPES) + '"'
 
-    if tree:
-        def nest(forest) -> list:
-            out = []
-            for row, children in forest:
-                item = obj(row)
-                if children:
-                    item["children"] = nest(children)
-                out.append(item)
-            return out
-        items = nest(build_forest(rows, tree))
-    else:
-        items = [obj(row) for row in rows]
-    return json.dumps({"namespaces": items}, indent=3, ensure_ascii=False) + "\n"
+
+_JSON_ESCAPES = {c: f"\\u{c:04x}" for c in range(0x20)}
+_JSON_ESCAPES.update({ord("\b"): "\\b", ord("\t"): "\\t", ord("\n"): "\\n",
+                      ord("\f"): "\\f", ord("\r"): "\\r", ord('"'): '\\"', ord("\\"): "\\\\"})
+
+
+def _json_value(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, int):
+        return str(value)
+    return _json_string(value)
+
+
+def _json_objects(out: list[str], nodes: list, columns: list[str], indent: int) -> None:
+    """Objects of nodes [(row, children)] in libsmartcols' layout: '},{' between them."""
+    pad = " " * indent
+    field_pad = pad + "   "
+    keys = [f'{field_pad}"{c.lower()}": ' for c in columns]
+    for index, (row, children) in enumerate(nodes):
+        out.append(f"{pad}{{\n" if index == 0 else f"{pad}}},{{\n")
+        out.append(",\n".join(key + _json_value(cell(row, c)) for key, c in zip(keys, columns)))
+        if children:
+            out.append(f',\n{field_pad}"children": [\n')
+            _json_objects(out, children, columns, indent + 6)
+            out.append(f"{field_pad}]\n")
+        else:
+            out.append("\n")
+    if nodes:
+        out.append(f"{pad}}}\n")
+
+
+def to_json(rows: list, columns: list[str], tree: str | None = None) -> str:
+    """lsns -J, byte for byte as libsmartcols prints it: {"namespaces": [...]} with
+    "children" only where lsns draws a tree (see is_nested)."""
+    pairs = lines(rows, tree)
+    nodes = nest(pairs) if is_nested(columns, tree) else [(row, []) for row, _ in pairs]
+    out = ['{\n   "namespaces": [\n']
+    _json_objects(out, nodes, columns, 6)
+    out.append("   ]\n}\n")
+    return "".join(out)
 
 
 def to_table(rows: list, columns: list[str], tree: str | None = None,
              headings: bool = True, nsfs_separator: str = ",") -> str:
     """The text table: one space between columns, numbers right-aligned, the tree
     art (left-aligned) in COMMAND for a process tree and in NS for the others."""
-    # lsns draws a process tree in COMMAND, an owner/parent tree in NS
-    tree_column = None if not tree else ("COMMAND" if tree == "process" else "NS")
-    if tree:
-        lines = list(walk_forest(build_forest(rows, tree)))
+    # lsns draws a process tree in COMMAND, an owner/parent tree in NS; without that
+    # column its lines come out flat, in the order they were added
+    if is_nested(columns, tree):
+        tree_column = TREE_COLUMN[tree]
+        shown = list(walk_forest(nest(lines(rows, tree))))
     else:
-        lines = [("", row) for row in rows]
+        tree_column = None
+        shown = [("", row) for row, _ in lines(rows, tree)]
     table = []
-    for prefix, row in lines:
+    for prefix, row in shown:
         cells = []
         for column in columns:
             value = cell(row, column, nsfs_separator)
