@@ -259,7 +259,10 @@ def _has_pre_pivot_hooks(spec: dict) -> bool:
 
 
 def _warn(message: str) -> None:
-    print(f"hutch: warning: {message}", file=sys.stderr)
+    try:
+        print(f"hutch: warning: {message}", file=sys.stderr)
+    except OSError:   # stderr read-only or closed (containerd's CRI plugin): not an error
+        pass
 
 
 def check_preserved_fds(count: int) -> None:
