@@ -260,3 +260,72 @@ def test_bind_options_runc_would_silently_drop_are_refused(oci, ref_oci, bundle,
         assert res.returncode == 0, res.stderr
         if runc_mounts_it:
             assert mount_options_of(res.stdout).split(",")[0] == runc_mounts_it, res.stdout
+
+
+# -- 5. a missing process.cwd is created, inside the rootfs ---------------------------------
+
+def run_in_cwd(rt: Runtime, bundle_dir: Path, cwd: str, **process):
+    set_config(bundle_dir, lambda c: (c["process"].update(cwd=cwd, **process)))
+    cid = new_id()
+    res = rt.run(cid, bundle_dir)
+    rt.delete(cid, force=True)
+    return res
+
+
+CWD_CASES = {
+    # cwd, extra process fields, read-only root, what `pwd; stat` prints (None: refused)
+    "missing-deep": ("/new/deep/dir", {}, False, "/new/deep/dir 755 0:0"),
+    "missing-non-root-user": ("/work", {"user": {"uid": 1000, "gid": 1000}}, False, "/work 755 0:0"),
+    "missing-under-read-only-root": ("/data", {}, True, "/data 755 0:0"),
+    "existing": ("/tmp", {}, False, "/tmp 1777 0:0"),
+    "through-relative-symlink-up": ("/up/made", {}, False, "/made 755 0:0"),
+    "dangling-symlink-out": ("/out/sub", {}, False, None),
+    "a-file": ("/afile", {}, False, None),
+    "under-a-file": ("/afile/sub", {}, False, None),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CWD_CASES))
+def test_process_cwd_is_created_as_runc_does(oci, ref_oci, tmp_path, busybox_rootfs, case):
+    import shutil
+    from helpers.bundle import make_bundle
+    cwd, process, readonly, expected = CWD_CASES[case]
+    outside = tmp_path / "outside"
+    for rt in runtimes(oci, ref_oci):
+        rootfs = tmp_path / f"rootfs-{rt.name}"
+        shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
+        (rootfs / "tmp").chmod(0o1777)
+        (rootfs / "afile").write_text("x")
+        os.symlink("../../../../..", rootfs / "up")
+        os.symlink(f"/../../../../..{outside}", rootfs / "out")   # the host's outside, if followed
+        outside.mkdir(exist_ok=True)
+        b = make_bundle(tmp_path, rootfs, ["sh", "-c", "echo $(pwd) $(stat -c '%a %u:%g' .)"],
+                        name=f"bundle-{rt.name}")
+        old_umask = os.umask(0o022)
+        try:
+            res = run_in_cwd(rt, set_config(b, lambda c: c["root"].update(readonly=readonly)), cwd, **process)
+        finally:
+            os.umask(old_umask)
+        if expected is None:
+            assert res.returncode == 1, (rt.name, res.stdout)
+            assert "cwd" in res.stderr or cwd.split("/")[1] in res.stderr, (rt.name, res.stderr)
+        else:
+            assert res.returncode == 0, (rt.name, res.stderr)
+            assert res.stdout.strip() == expected, rt.name
+        assert list(outside.iterdir()) == [], (rt.name, "created outside the rootfs")
+        assert not Path("/made").exists(), "the symlink was followed on the host"
+
+
+def test_created_cwd_keeps_the_callers_umask(oci, ref_oci, bundle):
+    """runc makes the directory 0755 less the umask it was started with (0077 -> 0700)."""
+    seen = {}
+    for rt in runtimes(oci, ref_oci):
+        b = bundle(["sh", "-c", "stat -c %a ."])
+        old_umask = os.umask(0o077)
+        try:
+            res = run_in_cwd(rt, b, f"/made-by-{rt.name}")
+        finally:
+            os.umask(old_umask)
+        assert res.returncode == 0, (rt.name, res.stderr)
+        seen[rt.name] = res.stdout.strip()
+    assert set(seen.values()) == {"700"}, seen
