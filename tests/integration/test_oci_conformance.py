@@ -8,11 +8,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from helpers.bundle import make_bundle
 from helpers.oci import Runtime, new_id, oci, ref_oci, runtimes  # noqa: F401
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -30,6 +32,14 @@ def set_config(bundle_dir: Path, mutate) -> Path:
     mutate(config)
     path.write_text(json.dumps(config))
     return bundle_dir
+
+
+def own_bundle(tmp_path: Path, busybox_rootfs: Path, rt: Runtime, args) -> Path:
+    """A bundle with a rootfs of its own for one runtime: what one runtime creates in the
+    rootfs must not be found there by the other."""
+    rootfs = tmp_path / f"rootfs-{rt.name}"
+    shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
+    return make_bundle(tmp_path, rootfs, args, name=f"bundle-{rt.name}")
 
 
 # -- 1. --log with stdio read-only on /dev/null (containerd's CRI plugin, pod sandboxes) ----
@@ -287,20 +297,16 @@ CWD_CASES = {
 
 @pytest.mark.parametrize("case", sorted(CWD_CASES))
 def test_process_cwd_is_created_as_runc_does(oci, ref_oci, tmp_path, busybox_rootfs, case):
-    import shutil
-    from helpers.bundle import make_bundle
     cwd, process, readonly, expected = CWD_CASES[case]
     outside = tmp_path / "outside"
     for rt in runtimes(oci, ref_oci):
+        b = own_bundle(tmp_path, busybox_rootfs, rt, ["sh", "-c", "echo $(pwd) $(stat -c '%a %u:%g' .)"])
         rootfs = tmp_path / f"rootfs-{rt.name}"
-        shutil.copytree(busybox_rootfs, rootfs, symlinks=True)
         (rootfs / "tmp").chmod(0o1777)
         (rootfs / "afile").write_text("x")
         os.symlink("../../../../..", rootfs / "up")
         os.symlink(f"/../../../../..{outside}", rootfs / "out")   # the host's outside, if followed
         outside.mkdir(exist_ok=True)
-        b = make_bundle(tmp_path, rootfs, ["sh", "-c", "echo $(pwd) $(stat -c '%a %u:%g' .)"],
-                        name=f"bundle-{rt.name}")
         old_umask = os.umask(0o022)
         try:
             res = run_in_cwd(rt, set_config(b, lambda c: c["root"].update(readonly=readonly)), cwd, **process)
@@ -316,16 +322,50 @@ def test_process_cwd_is_created_as_runc_does(oci, ref_oci, tmp_path, busybox_roo
         assert not Path("/made").exists(), "the symlink was followed on the host"
 
 
-def test_created_cwd_keeps_the_callers_umask(oci, ref_oci, bundle):
+def test_created_cwd_keeps_the_callers_umask(oci, ref_oci, tmp_path, busybox_rootfs):
     """runc makes the directory 0755 less the umask it was started with (0077 -> 0700)."""
     seen = {}
     for rt in runtimes(oci, ref_oci):
-        b = bundle(["sh", "-c", "stat -c %a ."])
+        b = own_bundle(tmp_path, busybox_rootfs, rt, ["sh", "-c", "stat -c %a ."])
         old_umask = os.umask(0o077)
         try:
-            res = run_in_cwd(rt, b, f"/made-by-{rt.name}")
+            res = run_in_cwd(rt, b, "/made/here")
         finally:
             os.umask(old_umask)
         assert res.returncode == 0, (rt.name, res.stderr)
         seen[rt.name] = res.stdout.strip()
     assert set(seen.values()) == {"700"}, seen
+
+
+# -- 6. linux.devices paths are cleaned (a trailing slash is no error) -----------------------
+
+DEVICE_PATH_CASES = {
+    # given path, where the node is looked at, what `ls -ld` shows first ("c": a char device)
+    "trailing-slash-new": ("/mnt9/", "/mnt9", "c"),
+    "trailing-slash-under-dev": ("/dev/new/dir/", "/dev/new/dir", "c"),
+    "dot-component": ("/dev/./zz", "/dev/zz", "c"),
+    "double-slashes": ("//dev//xx", "/dev/xx", "c"),
+    "existing-directory": ("/mnt/", "/mnt", "d"),   # runc leaves a directory as it is
+    "dev-itself": ("/dev/", "/dev", "d"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DEVICE_PATH_CASES))
+def test_device_path_is_cleaned_as_runc_does(oci, ref_oci, tmp_path, busybox_rootfs, case):
+    given, look, kind = DEVICE_PATH_CASES[case]
+    seen = {}
+    for rt in runtimes(oci, ref_oci):
+        b = own_bundle(tmp_path, busybox_rootfs, rt, ["sh", "-c", f"ls -ld {look}"])
+        (tmp_path / f"rootfs-{rt.name}" / "mnt").mkdir()
+        set_config(b, lambda c: c["linux"].update(devices=[
+            {"path": given, "type": "c", "major": 1, "minor": 3, "fileMode": 0o640, "uid": 0, "gid": 0}]))
+        cid = new_id()
+        res = rt.run(cid, b)
+        rt.delete(cid, force=True)
+        assert res.returncode == 0, (rt.name, res.stderr)
+        line = res.stdout.split()
+        assert res.stdout.startswith(kind), (rt.name, res.stdout)
+        if kind == "c":
+            assert line[0] == "crw-r-----" and line[4:6] == ["1,", "3"], (rt.name, res.stdout)
+        seen[rt.name] = (line[0], line[-1])
+    assert len(set(seen.values())) == 1, seen

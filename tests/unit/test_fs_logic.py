@@ -205,3 +205,11 @@ def test_symlinks_resolve_inside_the_root(tmp_path):
         os.close(fd)
     assert safe_join(str(root), "/up/passwd") == str(root.resolve()) + "/etc/passwd"
     assert safe_join(str(root), "abs/dir") == str(root.resolve()) + "/real/dir"
+
+
+@pytest.mark.parametrize("given,cleaned", [("/mnt/", "/mnt"), ("/dev/xx/", "/dev/xx"),
+                                           ("/dev/./zz", "/dev/zz"), ("//dev//xx", "/dev/xx"),
+                                           ("/dev/../mnt2", "/mnt2"), ("/dev/", "/dev"), ("/", "/")])
+def test_device_paths_are_cleaned_as_runc_does(given, cleaned):
+    spec = {"linux": {"devices": [{"path": given, "type": "c", "major": 1, "minor": 3}]}}
+    assert parse_devices(spec)[0]["path"] == cleaned
