@@ -369,3 +369,66 @@ def test_device_path_is_cleaned_as_runc_does(oci, ref_oci, tmp_path, busybox_roo
             assert line[0] == "crw-r-----" and line[4:6] == ["1,", "3"], (rt.name, res.stdout)
         seen[rt.name] = (line[0], line[-1])
     assert len(set(seen.values())) == 1, seen
+
+
+# -- 7. a failing poststart hook fails the verb; the container is killed and removed --------
+
+def failing_poststart_config(tmp_path: Path, tag: str) -> dict:
+    log = tmp_path / f"hooks-{tag}.log"
+    sh = lambda text: {"path": "/bin/sh", "args": ["sh", "-c", f"echo {text} >> {log}"]}  # noqa: E731
+    return {"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", f"echo first >> {log}; exit 3"]},
+                          sh("second")],
+            "poststop": [sh("poststop")]}
+
+
+def assert_failed_poststart_cleaned_up(rt: Runtime, cid: str, res, pid: int | None, log: Path) -> None:
+    from helpers.oci import cgroups_named, wait_gone
+    assert res.returncode == 1, (rt.name, res.stderr)
+    assert "hook" in res.stderr, (rt.name, res.stderr)
+    assert rt.state(cid).returncode != 0, rt.name            # removed, not left "stopped"
+    assert cid not in rt.ids(), rt.name
+    if pid:
+        assert wait_gone(pid, 5), (rt.name, "the container process was not killed")
+    assert cgroups_named(cid) == [], rt.name
+    # The first failure stops the poststart hooks; the removal runs the poststop hooks.
+    assert log.read_text().split() == ["first", "poststop"], (rt.name, log.read_text())
+
+
+def test_failing_poststart_hook_fails_and_removes_the_container(oci, ref_oci, bundle, tmp_path):
+    for rt in runtimes(oci, ref_oci):
+        b = bundle(["sleep", "1000"], hooks=failing_poststart_config(tmp_path, rt.name))
+        cid = new_id()
+        res = rt.create(cid, b)
+        pid = None
+        if rt.is_runc:
+            # runc 1.1 runs poststart already in `create` (runc 1.2 and the spec: after start).
+            assert res.returncode == 1, res.stderr
+        else:
+            assert res.returncode == 0, res.stderr
+            pid = rt.state_json(cid)["pid"]
+            res = rt.start(cid)
+        assert_failed_poststart_cleaned_up(rt, cid, res, pid, tmp_path / f"hooks-{rt.name}.log")
+
+
+@pytest.mark.parametrize("detach", [True, False], ids=["detached", "foreground"])
+def test_failing_poststart_hook_fails_run(oci, ref_oci, bundle, tmp_path, detach):
+    for rt in runtimes(oci, ref_oci):
+        b = bundle(["sleep", "1000"], hooks=failing_poststart_config(tmp_path, rt.name))
+        cid = new_id()
+        res = rt.run(cid, b, *(["--detach"] if detach else []))
+        assert_failed_poststart_cleaned_up(rt, cid, res, None, tmp_path / f"hooks-{rt.name}.log")
+        from helpers.oci import processes_mentioning
+        assert processes_mentioning(cid) == [], rt.name
+
+
+def test_passing_poststart_hooks_all_run_and_the_container_runs(oci, ref_oci, bundle, tmp_path):
+    for rt in runtimes(oci, ref_oci):
+        log = tmp_path / f"ok-{rt.name}.log"
+        hooks = {"poststart": [{"path": "/bin/sh", "args": ["sh", "-c", f"echo {n} >> {log}"]}
+                               for n in ("one", "two")]}
+        cid = new_id()
+        assert rt.create(cid, bundle(["sleep", "1000"], hooks=hooks)).returncode == 0
+        assert rt.start(cid).returncode == 0
+        assert rt.status(cid) == "running", rt.name
+        assert log.read_text().split() == ["one", "two"], rt.name
+        rt.delete(cid, force=True)

@@ -374,13 +374,22 @@ def _open_fifo_and_release(fifo: str, state: st.State) -> None:
 
 
 def _poststart(root: str, state: st.State) -> None:
-    from hutch.oci.hooks import run_hooks_warn
+    """The poststart hooks, after the program was released.  As runc: the first failing
+    hook fails the verb, and the container is killed and removed (poststop hooks run)."""
+    from hutch.oci.hooks import run_hooks
     try:
         spec = load_spec(root, state)
     except StateError as err:
         _warn(f"poststart hooks not run: {err}")   # the container runs; say what was skipped
         return
-    run_hooks_warn(spec, "poststart", state.oci("running", state.pid))
+    try:
+        run_hooks(spec, "poststart", state.oci("running", state.pid))
+    except HutchError:
+        try:
+            delete(root, state.id, force=True)
+        except HutchError as cleanup:   # the hook's error is the one to report
+            _warn(f"removing container {state.id} after its poststart hook failed: {cleanup}")
+        raise
 
 
 def get_state(root: str, container_id: str) -> dict:
