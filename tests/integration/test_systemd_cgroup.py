@@ -198,6 +198,34 @@ def test_bad_cgroups_path_is_refused_before_anything(machine, bundle, runtime, p
     assert cid not in runtime_cmd(machine, runtime, "list", "-q").stdout.split()
 
 
+@pytest.mark.parametrize("form", ["system.slice:hutchtest:{tag}.slice", ":hutchtest:{tag}.slice",
+                                  "machine.slice::pod-{tag}.slice"])
+def test_slice_as_the_containers_own_cgroup_is_refused_as_by_runc(machine, bundle, hutch_bin,
+                                                                   runc_bin, form):
+    """runc 1.1.5 asks systemd for a slice unit holding the container's pid and systemd
+    refuses ("Cannot set property PIDs"): exit 1, no container, no process, no cgroup.
+    hutch refuses the same config, before anything is made."""
+    for rt in (runc_bin, hutch_bin):
+        tag = f"slc{uuid.uuid4().hex[:6]}"
+        cid = f"sd-{tag}"
+        path = form.format(tag=tag)
+        b = bundle(["sleep", "1000"], linux={"cgroupsPath": path, "resources": {"pids": {"limit": 30}}})
+        res = runtime_cmd(machine, rt, "create", "--bundle", str(b), cid, detach=True)
+        try:
+            assert res.returncode == 1, (rt, res.stderr)
+            assert "PIDs" in res.stderr if rt == runc_bin else "slice" in res.stderr, (rt, res.stderr)
+            assert cid not in runtime_cmd(machine, rt, "list", "-q").stdout.split(), rt
+            slice_unit = path.split(":")[2]
+            parent = path.split(":")[0] or "system.slice"
+            for where in (f"/{slice_unit}", f"/{parent}/{slice_unit}"):
+                assert_no_cgroup_left(machine, where)
+            assert machine.show(slice_unit, "ActiveState")["ActiveState"] == "inactive", rt
+            leftover = machine.enter(["sh", "-c", "ps -eo args | grep -c '^sleep 1000$' || true"]).stdout
+            assert leftover.strip() == "0", (rt, "a container process was left")
+        finally:
+            runtime_cmd(machine, rt, "delete", "--force", cid)
+
+
 def test_limit_the_kernel_refuses_leaves_no_unit(machine, bundle, runtime):
     """The unit exists before the cgroup files are written: a refusal must stop it."""
     need(machine, "cpuset")

@@ -49,23 +49,38 @@ def test_recursive_attributes_map_to_mount_setattr():
     assert later.attr_set == 0 and later.attr_clr == ma.MOUNT_ATTR_RDONLY
 
 
-def test_unknown_bind_option_names_the_option():
+def test_unknown_bind_option_is_data_the_kernel_ignores():
+    """runc 1.1.5 passes words it does not know as data, on binds too (mode=755 in a bind)."""
+    opts = o.parse_options(["rbind", "ro", "mode=755", "bogus", "z", "nocopy"], "mounts[3]", bind_type=True)
+    assert opts.flags == c.MS_BIND | c.MS_REC | c.MS_RDONLY
+    assert opts.data == ["mode=755", "bogus", "z", "nocopy"]
+
+
+def test_empty_words_add_nothing():
+    opts = o.parse_options(["", "mode=700", ""], "mounts[0]")
+    assert opts.data == ["mode=700"] and opts.flags == 0
+
+
+def test_comma_word_is_data_on_a_filesystem_mount():
+    assert o.parse_options(["size=1k,mode=700"], "mounts[0]").data == ["size=1k,mode=700"]
+    assert o.parse_options(["ro,nosuid"], "mounts[0]").flags == 0   # data: the fs decides
+
+
+def test_comma_word_hiding_flags_on_a_bind_is_refused():
     with pytest.raises(ConfigError) as info:
-        o.parse_options(["rbind", "ro", "bogus"], "mounts[3]", bind_type=True)
-    assert info.value.where == "mounts[3].options[2]"
-    assert "bogus" in info.value.message
-
-
-def test_bind_option_ignored_engine_words_are_accepted():
-    opts = o.parse_options(["rbind", "z"], "mounts[0]", bind_type=True)
-    assert opts.data == []
+        o.parse_options(["rbind", "ro,nosuid"], "mounts[2]", bind_type=True)
+    assert info.value.where == "mounts[2].options[1]"
+    assert "ro, nosuid" in info.value.message
+    with pytest.raises(ConfigError):
+        o.parse_options(["bind", "x,rprivate"], "mounts[2]")      # a bind word makes it a bind
+    assert o.parse_options(["rbind", "a,b"], "mounts[2]", bind_type=True).data == ["a,b"]
 
 
 def test_idmap_words_are_extensions():
     assert o.parse_options(["rbind", "ridmap"], "mounts[0]", bind_type=True).extensions == {"ridmap"}
 
 
-@pytest.mark.parametrize("bad,idx", [([""], 0), (["ro", 5], 1), (["a,b"], 0)])
+@pytest.mark.parametrize("bad,idx", [(["ro", 5], 1), (["a\0b"], 0)])
 def test_malformed_options_are_config_errors(bad, idx):
     with pytest.raises(ConfigError) as info:
         o.parse_options(bad, "mounts[1]")
@@ -159,10 +174,12 @@ def test_validate_names_a_bad_mount_option(tmp_path):
     (tmp_path / "rootfs").mkdir()
     spec = {"root": {"path": "rootfs"}, "mounts": [
         {"destination": "/proc", "type": "proc", "source": "proc"},
-        {"destination": "/data", "type": "bind", "source": "/tmp", "options": ["rbind", "rw", "wat"]}]}
+        {"destination": "/data", "type": "bind", "source": "/tmp", "options": ["rbind", "rw", "ro,wat"]}]}
     with pytest.raises(ConfigError) as info:
         validate_fs(spec, str(tmp_path))
     assert info.value.where == "mounts[1].options[2]"
+    spec["mounts"][1]["options"] = ["rbind", "rw", "wat", "mode=755"]   # data a bind ignores: fine
+    validate_fs(spec, str(tmp_path))
 
 
 def test_validate_accepts_the_builtin_host_root(tmp_path):
@@ -191,3 +208,11 @@ def test_symlinks_resolve_inside_the_root(tmp_path):
         os.close(fd)
     assert safe_join(str(root), "/up/passwd") == str(root.resolve()) + "/etc/passwd"
     assert safe_join(str(root), "abs/dir") == str(root.resolve()) + "/real/dir"
+
+
+@pytest.mark.parametrize("given,cleaned", [("/mnt/", "/mnt"), ("/dev/xx/", "/dev/xx"),
+                                           ("/dev/./zz", "/dev/zz"), ("//dev//xx", "/dev/xx"),
+                                           ("/dev/../mnt2", "/mnt2"), ("/dev/", "/dev"), ("/", "/")])
+def test_device_paths_are_cleaned_as_runc_does(given, cleaned):
+    spec = {"linux": {"devices": [{"path": given, "type": "c", "major": 1, "minor": 3}]}}
+    assert parse_devices(spec)[0]["path"] == cleaned

@@ -29,6 +29,7 @@ def test_slice_as_container_cgroup_is_refused():
     with pytest.raises(ConfigError) as exc:
         manager("system.slice:x:extra.slice")
     assert exc.value.where == "linux.cgroupsPath"
+    assert "extra.slice" in exc.value.message and "system.slice:x:NAME" in exc.value.message
 
 
 def test_state_round_trip_keeps_unit_and_backend():

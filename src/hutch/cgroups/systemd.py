@@ -107,10 +107,13 @@ class SystemdManager:
         slice_, prefix, name = paths.parse_systemd_path(container_id, cgroups_path)
         unit = props.unit_name(prefix, name)
         if props.is_slice(unit):
-            # runc can make a slice the container's cgroup; a slice holds no processes
-            # of its own, so hutch asks for a scope (say so rather than half-work).
-            raise ConfigError(f"cgroupsPath names a slice unit ({unit}): hutch places a "
-                              "container in a scope; use slice:prefix:name with a plain name",
+            # systemd puts no process in a slice unit: runc 1.1.5 asks for one with the
+            # container's pid and systemd refuses ("Cannot set property PIDs"), exit 1.
+            # (libcontainer makes slices only for callers with no process, as the
+            # kubelet's pod slices.)  Refused before anything is made.
+            raise ConfigError(f"cgroupsPath names a slice unit ({unit}): systemd places no "
+                              "processes in a slice (runc fails the same way); a container "
+                              f"gets a scope: use {slice_}:{prefix}:NAME, NAME not ending in .slice",
                               where=paths.WHERE)
         unit_path = props.unit_cgroup_path(slice_, unit)
         return cls(container_id, unit, slice_, _fs_manager(container_id, unit_path, root))

@@ -82,12 +82,24 @@ def parse_globals(argv: list[str]) -> tuple[GlobalOptions, list[str]]:
 
 
 def report_error(err: BaseException, g: GlobalOptions) -> None:
-    """One line on stderr, and in the --log file in runc's format when asked."""
+    """The error in the --log file (runc's format) first, then one line on stderr.
+
+    The log comes first because engines read it: containerd's CRI plugin runs the runtime
+    with stdout and stderr open read-only on /dev/null, where the print fails (EBADF).
+    """
     text = str(err)
-    print(f"hutch: {text}", file=sys.stderr)
     if g.log:
         from hutch.cli.log import write_log
         write_log(g, "error", text)
+    say(f"hutch: {text}")
+
+
+def say(line: str) -> None:
+    """One line on stderr; a stderr that cannot be written to is not an error of its own."""
+    try:
+        print(line, file=sys.stderr)
+    except (OSError, ValueError):   # EBADF, EPIPE, a closed sys.stderr
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,8 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         g, rest = parse_globals(argv)
     except SystemExit as exc:
-        print(exc, file=sys.stderr)
+        say(str(exc))
         return 1
+    if g.log or g.log_format != "text":
+        from hutch.cli.log import check_log_options
+        problem = check_log_options(g)
+        if problem:
+            say(f"hutch: {problem}")
+            return 1
     if not rest or rest[0] in ("-h", "--help", "help"):
         print(USAGE, end="")
         return 0 if rest else 1
@@ -106,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
     command = rest[0]
     module_name = COMMANDS.get(command)
     if module_name is None:
-        print(f"hutch: unknown command {command!r} (see hutch --help)", file=sys.stderr)
+        report_error(Exception(f"unknown command {command!r} (see hutch --help)"), g)
         return 1
     from hutch.errors import HutchError
     try:
@@ -146,11 +164,16 @@ def entry() -> None:
     code = main()
     # Skip the interpreter's teardown (module and GC cleanup: a few ms on every verb of a
     # container's life).  hutch registers no atexit work; flush what Python buffered.
+    # Output that could not be written fails the command; a stderr that cannot be written
+    # to never changes the exit code (the error, if any, is in the --log file).
     try:
         sys.stdout.flush()
-        sys.stderr.flush()
     except BrokenPipeError:
         pass
-    except OSError:
+    except (OSError, ValueError):
         code = code or 1
+    try:
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass
     os._exit(code if isinstance(code, int) else 1)

@@ -60,15 +60,31 @@ FLAGS = [
 RESOURCE_FLAGS = ("memory", "memory-swap", "cpus", "cpu-shares", "pids-limit", "cpuset-cpus")
 
 
+# Flags only OCI `run` (runc's) has: any of them means an OCI run.  The value flags
+# among them take `--flag VALUE`, `--flag=VALUE` and the single-dash spellings.
+OCI_VALUE_FLAGS = frozenset({"bundle", "b", "console-socket", "pid-file", "preserve-fds"})
+OCI_BOOL_FLAGS = frozenset({"detach", "d", "no-pivot", "no-new-keyring", "keep", "no-subreaper"})
+_RUN_VALUE_FLAGS = frozenset(n for f in FLAGS if f.value for n in (f.name, *f.aliases))
+
+
 def is_oci_run(argv: list[str]) -> bool:
     """runc's `run [--bundle DIR] ID`, as opposed to `hutch run [OPTIONS] -- CMD`."""
     if "--" in argv:
         return False
-    if any(a in ("-b", "--bundle", "-bundle", "--detach", "-d", "--console-socket", "--pid-file")
-           or a.startswith(("--bundle=", "-bundle=")) for a in argv):
-        return True
-    positionals = [a for a in argv if not a.startswith("-")]
-    return len(positionals) == 1 and os.path.exists("config.json")
+    positionals = 0
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if not arg.startswith("-") or arg == "-":
+            positionals += 1
+        else:
+            name, eq, _value = arg.lstrip("-").partition("=")
+            if name in OCI_VALUE_FLAGS or name in OCI_BOOL_FLAGS:
+                return True
+            if name in _RUN_VALUE_FLAGS and not eq:
+                i += 1   # the flag's value is not a positional argument
+        i += 1
+    return positionals == 1 and os.path.exists("config.json")
 
 
 def main(command: str, argv: list[str], g) -> int:

@@ -13,7 +13,7 @@ import stat
 
 from hutch import syscall as _sys
 from hutch.errors import ConfigError, SysCallError
-from hutch.fs.resolve import create_file_in_root, fd_path, mkdir_all_in_root
+from hutch.fs.resolve import clean, create_file_in_root, fd_path, mkdir_all_in_root
 
 # (path, type, major, minor): runc's AllowedDevices that it creates, all 0666 root:root.
 DEFAULT_DEVICES = [
@@ -57,7 +57,8 @@ def parse_devices(spec: dict) -> list[dict]:
         mode = dev.get("fileMode", 0o666)
         if not isinstance(mode, int) or isinstance(mode, bool) or not 0 <= mode <= 0o7777:
             raise ConfigError(f"must be a permission mode, got {mode!r}", where=f"{where}.fileMode")
-        out.append({"path": path, "type": kind, "major": major or 0, "minor": minor or 0,
+        # Lexically cleaned as runc does ("/mnt/" is /mnt, "/dev/./x" is /dev/x).
+        out.append({"path": clean(path), "type": kind, "major": major or 0, "minor": minor or 0,
                     "mode": mode, "uid": dev.get("uid", 0), "gid": dev.get("gid", 0),
                     "where": where})
     return out
@@ -87,6 +88,8 @@ def default_devices() -> list[dict]:
 
 def _mknod(root_fd: int, dev: dict) -> None:
     parent, name = os.path.split(dev["path"])
+    if not name:
+        return   # "/": an existing directory, left as it is (below)
     parent_fd = mkdir_all_in_root(root_fd, parent)
     try:
         kind = _TYPE_BITS[dev["type"]]
@@ -94,6 +97,8 @@ def _mknod(root_fd: int, dev: dict) -> None:
         try:
             os.mknod(name, kind | dev["mode"], rdev, dir_fd=parent_fd)
         except FileExistsError:
+            if _is_directory(parent_fd, name):
+                return   # runc leaves an existing directory there (its mknod's EEXIST)
             # Replace whatever the image had there (a file, or a symlink planted to
             # redirect our chown): we own /dev.
             _unlink_non_dir(parent_fd, name, dev["path"])
@@ -111,6 +116,13 @@ def _mknod(root_fd: int, dev: dict) -> None:
             raise SysCallError("chown", exc.errno, dev["path"]) from None
     finally:
         os.close(parent_fd)
+
+
+def _is_directory(parent_fd: int, name: str) -> bool:
+    try:
+        return stat.S_ISDIR(os.stat(name, dir_fd=parent_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 def _unlink_non_dir(parent_fd: int, name: str, path: str) -> None:

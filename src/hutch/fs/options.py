@@ -1,9 +1,13 @@
 """OCI mount options -> mount(2) flags, propagation, recursive attributes and data.
 
-Pure logic (no syscalls), the same vocabulary runc accepts.  Anything that is not a
-known flag word is passed to the filesystem as data (``mode=755``, ``size=64k``...),
-except for bind mounts, where the kernel would silently ignore it: there an
-unknown word is a configuration error naming the option.
+Pure logic (no syscalls), the same vocabulary and the same rules as runc 1.1.5: a word
+that is not a flag, propagation, recursive-attribute or extension word is filesystem data
+(``mode=755``, ``size=64k``, ``a,b`` as one entry...).  The kernel ignores data on a bind
+mount, and so does runc: such words are accepted there and have no effect.  An empty word
+is nothing.  Refused, where runc 1.1.5 would silently ignore them on a bind and leave the
+mount other than asked: ``idmap``/``ridmap`` (no idmapped mounts here: the files would show
+unmapped owners), and a comma-joined entry holding flag words (``"ro,nosuid"`` would give
+a writable bind).  Anything else the filesystem refuses fails at mount time, as in runc.
 """
 
 from __future__ import annotations
@@ -71,10 +75,6 @@ RECURSIVE_ATIME_WORDS: dict[str, int] = {
 }
 RECURSIVE_ATIME_CLEAR_WORDS = {"rnorelatime", "ratime", "rnostrictatime"}
 
-# Words engines may leave in bind-mount options that mean nothing to a runtime
-# (SELinux relabel requests and docker's volume copy flags): accepted and ignored.
-IGNORED_WORDS = {"z", "Z", "U", "copy", "nocopy"}
-
 # Extensions runc understands.
 # idmap/ridmap: an idmapped bind (see hutch.fs.idmapped), ridmap over every mount of an rbind.
 EXTENSION_WORDS = {"tmpcopyup", "idmap", "ridmap"}
@@ -116,8 +116,8 @@ class MountOptions:
 def parse_options(options: object, where: str, *, bind_type: bool = False) -> MountOptions:
     """Parse a mount's ``options`` list; `where` is its JSON path (``mounts[3]``).
 
-    `bind_type` is True when the entry's type is "bind" (or absent with a bind word):
-    unknown words are then an error instead of filesystem data.
+    `bind_type` is True when the entry's type is "bind" (a bind word in the options
+    counts too): its data words are accepted and have no effect, as in the kernel.
     """
     result = MountOptions()
     if options is None:
@@ -127,11 +127,12 @@ def parse_options(options: object, where: str, *, bind_type: bool = False) -> Mo
     words = []
     for i, word in enumerate(options):
         opt_where = f"{where}.options[{i}]"
-        if not isinstance(word, str) or not word:
-            raise ConfigError("must be a non-empty string", where=opt_where)
-        if "\0" in word or "," in word:
-            raise ConfigError(f"invalid mount option {word!r} (one option per entry)", where=opt_where)
-        words.append((word, opt_where))
+        if not isinstance(word, str):
+            raise ConfigError("must be a string", where=opt_where)
+        if "\0" in word:
+            raise ConfigError(f"invalid mount option {word!r} (NUL byte)", where=opt_where)
+        if word:   # runc: an empty word adds nothing
+            words.append((word, opt_where))
     is_bind = bind_type or any(w in ("bind", "rbind") for w, _ in words)
     for word, opt_where in words:
         _apply_word(result, word, opt_where, is_bind)
@@ -164,11 +165,20 @@ def _apply_word(result: MountOptions, word: str, where: str, is_bind: bool) -> N
         result.attr_set &= ~MOUNT_ATTR__ATIME
     elif word in EXTENSION_WORDS:
         result.extensions.add(word)
-    elif is_bind:
-        if word not in IGNORED_WORDS:
-            raise ConfigError(f"unknown bind mount option {word!r}", where=where)
     else:
+        if is_bind and "," in word:
+            _refuse_hidden_flag_words(word, where)
         result.data.append(word)
+
+
+def _refuse_hidden_flag_words(word: str, where: str) -> None:
+    """On a bind, ``"ro,nosuid"`` in one entry is data, which the kernel ignores: runc would
+    mount it writable.  Refuse rather than give a mount other than the one asked for."""
+    hidden = [w for w in word.split(",") if w in FLAG_WORDS or w in PROPAGATION_WORDS
+              or w in RECURSIVE_WORDS or w in RECURSIVE_ATIME_WORDS or w in EXTENSION_WORDS]
+    if hidden:
+        raise ConfigError(f"mount option {word!r} holds {', '.join(hidden)}: give one option per entry "
+                          "(a bind mount ignores it as data)", where=where)
 
 
 def propagation_flag(value: object, where: str) -> int:

@@ -6,7 +6,7 @@ namespace (and user/pid/... namespaces as the spec asks), as root there:
     validate_fs(spec, bundle)          # before forking: bad input fails early, nothing made
     setup_rootfs(spec, bundle, in_userns=..., console_path=...)   # mounts, /dev, pivot_root
     ... hooks ...
-    finish_rootfs(spec)                # sysctl, readonly & masked paths, read-only root
+    finish_rootfs(spec)                # process.cwd, sysctl, readonly & masked paths, read-only root
 
 or, to run something between mounting and pivot_root, ``prepare_rootfs`` then
 ``enter_rootfs``.  Everything finish_rootfs needs is imported at module load: after
@@ -26,7 +26,7 @@ from hutch.fs.mounts import (
     DEFAULT_MOUNT_FLAGS, MountContext, idmap_of, mount_entry, mount_flags_of, remount,
 )
 from hutch.fs.options import parse_options, propagation_flag
-from hutch.fs.resolve import IN_ROOT, clean, fd_path, open_root
+from hutch.fs.resolve import IN_ROOT, clean, fd_path, mkdir_all_in_root, open_root
 from hutch.syscall import mountapi
 from hutch.syscall.constants import (
     MNT_DETACH, MS_BIND, MS_MOVE, MS_NOATIME, MS_NODEV, MS_NODIRATIME, MS_NOEXEC, MS_NOSUID,
@@ -362,10 +362,12 @@ def _move_root(rootfs: str) -> None:
 # --- step 3: after hooks, before exec --------------------------------------------
 
 def finish_rootfs(spec: dict) -> None:
-    """Inside the pivoted root: sysctls, readonlyPaths, maskedPaths, read-only /dev and /."""
+    """Inside the pivoted root: process.cwd, sysctls, readonlyPaths, maskedPaths, read-only
+    /dev and /."""
     linux = spec.get("linux") or {}
     root_fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
+        _with_where("process.cwd", make_cwd, root_fd, (spec.get("process") or {}).get("cwd") or "/")
         _remount_dev_readonly(spec)
         for key, value in check_sysctls(spec).items():
             write_sysctl(root_fd, key, value)
@@ -378,6 +380,17 @@ def finish_rootfs(spec: dict) -> None:
     finally:
         os.close(root_fd)
     os.umask(0o022)
+
+
+def make_cwd(root_fd: int, cwd: str) -> None:
+    """Create a missing process.cwd as runc does: each missing directory 0755 (less the
+    umask), owned by the container's root, before the root is made read-only.  Every
+    component is resolved inside the root (symlinks cannot lead the mkdir out of it)."""
+    try:
+        os.close(mkdir_all_in_root(root_fd, cwd, 0o755))
+    except SysCallError as exc:
+        raise HutchError(f"cannot create working directory {cwd}: {os.strerror(exc.errno)}",
+                         where="process.cwd") from None
 
 
 def _with_where(where: str, func, *args) -> None:

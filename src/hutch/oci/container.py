@@ -284,7 +284,10 @@ def _has_pre_pivot_hooks(spec: dict) -> bool:
 
 
 def _warn(message: str) -> None:
-    print(f"hutch: warning: {message}", file=sys.stderr)
+    try:
+        print(f"hutch: warning: {message}", file=sys.stderr)
+    except OSError:   # stderr read-only or closed (containerd's CRI plugin): not an error
+        pass
 
 
 def check_preserved_fds(count: int) -> None:
@@ -396,13 +399,22 @@ def _open_fifo_and_release(fifo: str, state: st.State) -> None:
 
 
 def _poststart(root: str, state: st.State) -> None:
-    from hutch.oci.hooks import run_hooks_warn
+    """The poststart hooks, after the program was released.  As runc: the first failing
+    hook fails the verb, and the container is killed and removed (poststop hooks run)."""
+    from hutch.oci.hooks import run_hooks
     try:
         spec = load_spec(root, state)
     except StateError as err:
         _warn(f"poststart hooks not run: {err}")   # the container runs; say what was skipped
         return
-    run_hooks_warn(spec, "poststart", state.oci("running", state.pid))
+    try:
+        run_hooks(spec, "poststart", state.oci("running", state.pid))
+    except HutchError:
+        try:
+            delete(root, state.id, force=True)
+        except HutchError as cleanup:   # the hook's error is the one to report
+            _warn(f"removing container {state.id} after its poststart hook failed: {cleanup}")
+        raise
 
 
 def get_state(root: str, container_id: str) -> dict:

@@ -30,7 +30,8 @@ def run_hooks(spec: dict, name: str, state: dict) -> None:
 
 
 def run_hooks_warn(spec: dict, name: str, state: dict) -> None:
-    """poststart/poststop: a failing hook is logged and the next one still runs (runtime-spec)."""
+    """poststop: a failing hook is logged and the next one still runs (runtime-spec).
+    (A failing poststart hook fails `start`, as in runc: see oci/container.py.)"""
     hooks = (spec.get("hooks") or {}).get(name) or ()
     payload = fastjson.dumps(state).encode()
     for i, hook in enumerate(hooks):
