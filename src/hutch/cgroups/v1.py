@@ -7,7 +7,7 @@ import os
 import _signal as signal  # the C module: `signal` pulls in enum (5 ms on the start path)
 import time
 
-from hutch.cgroups import common, devices, paths, stats as stats_mod
+from hutch.cgroups import common, paths   # devices and stats load where used: delete needs neither
 from hutch.cgroups.common import Action, Write, read_int, read_or, write_file
 from hutch.cgroups.check import BASE, THROTTLES, validate
 from hutch.errors import ConfigError, HutchError
@@ -437,9 +437,10 @@ class V1Manager(common.Manager):
         return steps
 
     def _plan_devices(self, rules: list) -> Action:
+        from hutch.cgroups import devices
         d = self.paths["devices"]
         writes = devices.v1_writes(devices.normalize(rules))
-        saved: list[devices.Rule] = []
+        saved: list = []
 
         def do():
             saved[:] = devices.parse_v1_list(read_or(os.path.join(d, "devices.list"), ""))
@@ -505,6 +506,7 @@ class V1Manager(common.Manager):
 
     # -- stats and events -------------------------------------------------------------
     def stats(self) -> dict:
+        from hutch.cgroups import stats as stats_mod
         out = stats_mod.v1_stats(self.paths)
         if "hugetlb" not in self.paths and self.unified and os.path.isdir(self.unified):
             out["hugetlb"] = stats_mod.v2_stats(self.unified)["hugetlb"]

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import os
 import sys
-from hutch.oci.state import default_root
-from hutch.record import dataclass, field
 
 # command -> module implementing it (imported lazily)
 COMMANDS = {
@@ -48,13 +46,27 @@ _VALUE_GLOBALS = {"--root": "root", "--log": "log", "--log-format": "log_format"
                   "--criu": None, "--rootless": None}
 
 
-@dataclass
 class GlobalOptions:
-    root: str = field(default_factory=default_root)
-    log: str | None = None
-    log_format: str = "text"
-    debug: bool = False
-    systemd_cgroup: bool = False
+    """The global options; `root` defaults to the OCI state root only when a command asks
+    (`hutch ns`/`netns` never load the state module)."""
+
+    def __init__(self):
+        self._root: str | None = None
+        self.log: str | None = None
+        self.log_format = "text"
+        self.debug = False
+        self.systemd_cgroup = False
+
+    @property
+    def root(self) -> str:
+        if self._root is None:
+            from hutch.oci.state import default_root
+            self._root = default_root()
+        return self._root
+
+    @root.setter
+    def root(self, value: str) -> None:
+        self._root = value
 
 
 def parse_globals(argv: list[str]) -> tuple[GlobalOptions, list[str]]:

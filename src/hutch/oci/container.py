@@ -253,6 +253,7 @@ def _new_state(container_id: str, bundle: str, spec: dict, o: CreateOptions) -> 
                     rootfs=rootfs_path(spec, bundle),
                     annotations=spec.get("annotations") or {}, config_path=CONFIG_COPY,
                     systemd_cgroup=o.systemd_cgroup,
+                    hooks=sorted(kind for kind, hooks in (spec.get("hooks") or {}).items() if hooks),
                     namespaces={ns["type"]: ns.get("path") or "new"
                                 for ns in (spec.get("linux") or {}).get("namespaces") or ()})
 
@@ -373,8 +374,14 @@ def start(root: str, container_id: str) -> st.State:
         _open_fifo_and_release(fifo, state)
         state.status = "running"
         st.save(root, state)
-    _poststart(root, state)
+    if _may_have_hooks(state, "poststart"):
+        _poststart(root, state)
     return state
+
+
+def _may_have_hooks(state: st.State, kind: str) -> bool:
+    """Whether the saved config may hold `kind` hooks (states from before `hooks`: maybe)."""
+    return state.hooks is None or kind in state.hooks
 
 
 def _open_fifo_and_release(fifo: str, state: st.State) -> None:
@@ -490,7 +497,8 @@ def delete(root: str, container_id: str, force: bool = False) -> None:
         if status in ("running", "paused", "unknown") and not force:
             raise StateError(f"cannot delete container {container_id} that is not stopped: {status}")
         spec = None
-        if not state.damaged and state.status != "creating":   # a create that never finished runs no hooks
+        # a create that never finished runs no hooks
+        if not state.damaged and state.status != "creating" and _may_have_hooks(state, "poststop"):
             try:
                 spec = load_spec(root, state)
             except StateError as err:
@@ -606,4 +614,5 @@ def release(root: str, state: st.State, started) -> None:
     state.status = "running"
     st.save(root, state)
     started.exec_result()
-    _poststart(root, state)
+    if _may_have_hooks(state, "poststart"):
+        _poststart(root, state)

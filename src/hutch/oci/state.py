@@ -51,6 +51,9 @@ class State:
     namespaces: dict = field(default_factory=dict)   # OCI type -> path it was joined from or "new"
     systemd_cgroup: bool = False
     exit_status: int | None = None    # the program's, once a caller that waited for it knows
+    # The hook kinds the saved config has (None: a state from before this field): start
+    # and delete read and parse the config only when it has hooks for them to run.
+    hooks: list | None = None
 
     # Not saved in state.json: `owned` is read from the journal (owned.py), `damaged`
     # says why state.json could not be read (the container is listed, and delete --force
@@ -173,7 +176,7 @@ def load_any(root: str, container_id: str, warn=None) -> State:
 _FIELD_TYPES = {"bundle": str, "pid": int, "pid_start": (int, type(None)), "status": str,
                 "created": str, "owner": str, "rootfs": str, "annotations": dict,
                 "config_path": str, "namespaces": dict, "systemd_cgroup": bool,
-                "exit_status": (int, type(None))}
+                "exit_status": (int, type(None)), "hooks": (list, type(None))}
 
 
 def _decode(raw: bytes, path: str, container_id: str) -> State:
