@@ -191,7 +191,7 @@ def drop_empty_new_nft_tables(before: set[str]) -> None:
     first rule and never removes it:
     drop such a table once it is empty again, if it did not exist before."""
     for table in sorted(nft_tables() - before):
-        if table.startswith(("table ip ", "table ip6 ")) and not _nft_table_has_rules(table):
+        if table in ("table ip nat", "table ip6 nat") and not _nft_table_has_rules(table):
             run(["nft", "delete", *table.split()], timeout=20)
 
 
@@ -484,8 +484,8 @@ class CriContainerd:
             drop_empty_new_nft_tables(self.before.nft_tables)
             self._drop_cni_cache()
             Path("/proc/sys/net/ipv4/ip_forward").write_text(self.before.ip_forward)
-        for handler in self.runtimes:
-            keep_calls_log(self.calls_log(handler), self.base)
+        for handler in self.runtimes:     # kept as <base>-<handler>-runtime-calls.log
+            keep_calls_log(self.calls_log(handler), self.base.with_name(f"{self.base.name}-{handler}"))
         shutil.rmtree(self.base, ignore_errors=True)
 
     def _drop_cni_cache(self) -> None:

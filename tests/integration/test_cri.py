@@ -23,7 +23,7 @@ import pytest
 
 from helpers.cri import (SUBNET, CriContainerd, cri_log_lines, dnat_rules_for, fetch,
                          free_local_port, missing_prerequisites, portmap_chains)
-from helpers.engines import run
+from helpers.engines import mounts_under, run
 
 pytestmark = [pytest.mark.priv, pytest.mark.peer]
 
@@ -223,7 +223,7 @@ def test_pod_lifecycle(cri, handler):
     listed = run([cri.runtimes[handler], "--root", cri.runtime_root(handler) / "k8s.io", "list",
                   "--quiet"], timeout=20)
     assert listed.returncode == 0 and not listed.stdout.strip(), listed
-    mounts = [m for m in _mounts_of(cri) if "/io.containerd.grpc.v1.cri/" in m or "/k8s.io/" in m]
+    mounts = [m for m in mounts_under(cri.base) if "/io.containerd.grpc.v1.cri/" in m or "/k8s.io/" in m]
     assert not mounts, mounts
     assert not dnat_rules_for(port)
     assert not [c for c in portmap_chains() if "CNI-DN-" in c]
@@ -236,11 +236,6 @@ def test_pod_lifecycle(cri, handler):
     cri.stop()
     assert cri.leftovers() == {}
     OBSERVED[handler] = seen
-
-
-def _mounts_of(cri: CriContainerd) -> list[str]:
-    from helpers.engines import mounts_under
-    return mounts_under(cri.base)
 
 
 def _observed(handler: str) -> dict:
