@@ -92,8 +92,10 @@ def _blob(blobs: Path, data: bytes) -> dict:
     return {"digest": f"sha256:{digest}", "size": len(data)}
 
 
-def oci_archive(rootfs: Path, dest: Path, ref: str = IMAGE) -> Path:
+def oci_archive(rootfs: Path, dest: Path, ref: str = IMAGE, cmd: tuple[str, ...] = ("sh",)) -> Path:
     """Write an OCI image-layout tarball (one uncompressed layer) for `ctr images import`.
+    `cmd` is the image's default command (the CRI tests need one that keeps running, to
+    serve as the pod's pause container).
 
     The image name goes in the `io.containerd.image.name` annotation of the index entry,
     which is how containerd names an imported image; `org.opencontainers.image.ref.name`
@@ -107,7 +109,7 @@ def oci_archive(rootfs: Path, dest: Path, ref: str = IMAGE) -> Path:
     config = {
         "architecture": "amd64" if os.uname().machine == "x86_64" else os.uname().machine,
         "os": "linux",
-        "config": {"Env": [PATH_ENV], "Cmd": ["sh"], "WorkingDir": "/"},
+        "config": {"Env": [PATH_ENV], "Cmd": list(cmd), "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": [layer_desc["digest"]]},
         "history": [{"created_by": "hutch tests: busybox rootfs"}],
     }

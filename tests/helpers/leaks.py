@@ -55,6 +55,30 @@ def _nft_tables() -> set[str]:
     return set(out.splitlines())
 
 
+def _iptables_chains() -> set[str]:
+    """`tool table chain` of every iptables/ip6tables chain (portmap's CNI-HOSTPORT-* chains
+    live inside tables that may exist already, so the nft table scan does not see them)."""
+    found = set()
+    for tool in ("iptables-save", "ip6tables-save"):
+        try:
+            out = subprocess.run([tool], capture_output=True, text=True, timeout=10).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            continue
+        table = ""
+        for line in out.splitlines():
+            if line.startswith("*"):
+                table = line[1:]
+            elif line.startswith(":"):
+                found.add(f"{tool} {table} {line[1:].split()[0]}")
+    return found
+
+
+def _cni_state() -> set[str]:
+    """libcni's result cache and host-local's default IPAM data (/var/lib/cni)."""
+    root = Path("/var/lib/cni")
+    return {str(p) for p in root.rglob("*")} | {str(root)} if root.exists() else set()
+
+
 def _hutch_processes() -> set[str]:
     """Processes whose command line names hutch or a test bundle (container inits)."""
     found = set()
@@ -73,7 +97,8 @@ def _hutch_processes() -> set[str]:
 
 
 SCANS = {"mounts": _mounts, "netns": _netns, "links": _links, "cgroups": _cgroups,
-         "nft tables": _nft_tables, "processes": _hutch_processes}
+         "nft tables": _nft_tables, "iptables chains": _iptables_chains, "cni state": _cni_state,
+         "processes": _hutch_processes}
 
 
 def snapshot() -> dict[str, set[str]]:
