@@ -188,6 +188,35 @@ def test_kill_all_signals_every_process(oci, bundle, tmp_path):
     assert process_alive(init_pid)
 
 
+def test_kill_all_reaches_what_a_stopped_init_left(oci, ref_oci, bundle, tmp_path):
+    """Without a pid namespace of its own (a pod container in the pause's), what the init
+    started outlives it; `kill --all ID 9` of the stopped container still ends it and
+    exits 0 (containerd's shim relies on it in StopContainer), and once the cgroup is
+    gone there is nothing to signal and nothing to fail, as runc does."""
+    out = tmp_path / "out"
+    out.mkdir()
+    bundle_dir = bundle(["sh", "-c", "sleep 1000 & echo $! > /out/child"],
+                        linux={"namespaces": [{"type": t} for t in ("mount", "ipc", "uts", "network")]})
+    config = json.loads((bundle_dir / "config.json").read_text())
+    config["mounts"].append({"destination": "/out", "type": "bind", "source": str(out), "options": ["rbind"]})
+    (bundle_dir / "config.json").write_text(json.dumps(config))
+    for rt in [r for r in (oci, ref_oci) if r is not None]:
+        child_file = out / "child"
+        child_file.unlink(missing_ok=True)
+        cid = running(rt, bundle_dir)
+        try:
+            assert wait_for(lambda: child_file.exists() and child_file.read_text().strip()), rt.name
+            child = int(child_file.read_text())
+            assert wait_for(lambda: rt.state_json(cid)["status"] == "stopped"), rt.name
+            assert process_alive(child)
+            res = rt.kill(cid, "KILL", "--all")
+            assert res.returncode == 0, (rt.name, res.stderr)
+            assert wait_gone(child), f"{rt.name}: kill --all left the init's child running"
+            assert rt.kill(cid, "KILL").returncode == 1, rt.name   # the init itself: not running
+        finally:
+            rt.delete(cid, force=True)
+
+
 # -- list --------------------------------------------------------------------------------------
 LIST_HEADER = ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
 

@@ -452,14 +452,20 @@ def parse_signal(text: str) -> int:
 
 
 def kill(root: str, container_id: str, sig: int, all_processes: bool = False) -> None:
+    """Signal the container's process; with all_processes every process in its cgroup --
+    also once its init has exited, as runc does: the shim calls `kill --all ID 9` after a
+    pod container's main process is gone, to end what it left in the shared pid namespace."""
     state = st.load(root, container_id)
     status = state.live_status()
-    if status not in ("created", "running", "paused"):
-        raise StateError("container not running")
     if all_processes and state.cgroup:
         from hutch import cgroups
-        cgroups.from_state(state.cgroup).kill_all(sig)
+        group = cgroups.from_state(state.cgroup)
+        if status == "stopped" and not group.exists():
+            return
+        group.kill_all(sig)
         return
+    if status not in ("created", "running", "paused"):
+        raise StateError("container not running")
     signal_pid(state.pid, sig, state.pid_start)
 
 
