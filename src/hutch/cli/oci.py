@@ -166,15 +166,15 @@ def cmd_exec(argv, g) -> int:
         raise ConfigError("exec requires the container id", where="exec")
     container_id, args = pos[0], pos[1:]
     state = container.st.load(g.root, container_id)
-    base = container.load_spec(g.root, state).get("process") or {}
-    process = build_exec_process(base, opts, args)
+    saved = container.load_spec(g.root, state)
+    process = build_exec_process(saved.get("process") or {}, opts, args)
     if process.get("terminal") and not opts["console-socket"] and not opts["detach"]:
         from hutch.oci.attach import exec_with_tty
         return exec_with_tty(g.root, container_id, process, pid_file=opts["pid-file"],
                              preserve_fds=int_flag(opts, "preserve-fds"))
     started = container.exec_process(g.root, container_id, process, console_socket=opts["console-socket"],
                                      pid_file=opts["pid-file"], detach=bool(opts["detach"]),
-                                     preserve_fds=int_flag(opts, "preserve-fds"))
+                                     preserve_fds=int_flag(opts, "preserve-fds"), loaded=(state, saved))
     started.exec_result()
     if opts["detach"]:
         return 0

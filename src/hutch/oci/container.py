@@ -570,27 +570,30 @@ def record_exit(root: str, container_id: str, status: int) -> None:
 
 def exec_process(root: str, container_id: str, process: dict, *, console_socket: str | None = None,
                  pid_file: str | None = None, detach: bool = False, preserve_fds: int = 0,
-                 console_fd: int | None = None):
-    """Start `process` inside a running container; returns the `Started` handle."""
+                 console_fd: int | None = None, loaded: tuple | None = None):
+    """Start `process` inside a running container; returns the `Started` handle.
+    loaded: (state, saved config) the caller already read for this container."""
     check_preserved_fds(preserve_fds)
-    state = st.load(root, container_id)
+    state, saved_spec = loaded if loaded is not None else (st.load(root, container_id), None)
     status = state.live_status()
     if status not in ("created", "running"):
         raise StateError(f"cannot exec in a {status} container")
     warmer = _start_warming(bool(state.cgroup))
     try:
-        return _exec_process(root, state, process, console_socket, pid_file, preserve_fds,
-                             console_fd, warmer)
+        return _exec_process(root, state, saved_spec, process, console_socket, pid_file,
+                             preserve_fds, console_fd, warmer)
     finally:
         if warmer is not None:
             warmer.stop()
 
 
-def _exec_process(root: str, state: st.State, process: dict, console_socket: str | None,
-                  pid_file: str | None, preserve_fds: int, console_fd: int | None, warmer):
+def _exec_process(root: str, state: st.State, saved_spec: dict | None, process: dict,
+                  console_socket: str | None, pid_file: str | None, preserve_fds: int,
+                  console_fd: int | None, warmer):
     from hutch.oci.launcher import Launch, close_all, container_ns_fds, spawn
     container_id = state.id
-    spec = dict(load_spec(root, state), process=process)   # the container's seccomp, caps, LSM
+    # the container's seccomp, caps, LSM: from the config saved at create
+    spec = dict(saved_spec if saved_spec is not None else load_spec(root, state), process=process)
     manager = None
     if state.cgroup:
         from hutch import cgroups
