@@ -152,6 +152,13 @@ def _object(value, where: str) -> dict:
     return {} if value is None else _CHECK.object(value, where)
 
 
+def _one_of(name, table: dict, what: str, where: str):
+    """table[name], or the error that names what was expected."""
+    if name not in table:
+        raise ConfigError(f"unknown {what} {name!r} (expected one of {', '.join(table)})", where=where)
+    return table[name]
+
+
 def parse_rlimits(rlimits, where: str = "process.rlimits") -> list[Rlimit]:
     if rlimits is None:
         return []
@@ -179,12 +186,9 @@ def parse_io_priority(value, where: str = "process.ioPriority") -> int | None:
     if value is None:
         return None
     value = _object(value, where)
-    cls = value.get("class")
-    if cls not in IOPRIO_CLASSES:
-        raise ConfigError(f"unknown I/O priority class {cls!r} (expected one of "
-                          f"{', '.join(IOPRIO_CLASSES)})", where=f"{where}.class")
+    cls = _one_of(value.get("class"), IOPRIO_CLASSES, "I/O priority class", f"{where}.class")
     priority = _int(value.get("priority", 0), f"{where}.priority", 0, 7)
-    return IOPRIO_CLASSES[cls] << IOPRIO_CLASS_SHIFT | priority
+    return cls << IOPRIO_CLASS_SHIFT | priority
 
 
 def parse_scheduler(value, where: str = "process.scheduler") -> Scheduler | None:
@@ -247,9 +251,7 @@ def parse_memory_policy(value, where: str = "linux.memoryPolicy") -> MemoryPolic
         return None
     value = _object(value, where)
     mode_name = value.get("mode")
-    if mode_name not in MPOL_MODES:
-        raise ConfigError(f"unknown memory policy mode {mode_name!r} (expected one of "
-                          f"{', '.join(MPOL_MODES)})", where=f"{where}.mode")
+    _one_of(mode_name, MPOL_MODES, "memory policy mode", f"{where}.mode")
     nodes = parse_node_list(value.get("nodes") or "", f"{where}.nodes")
     if mode_name in MPOL_NO_NODES and nodes:
         raise ConfigError(f"{mode_name} takes no nodes", where=f"{where}.nodes")
@@ -260,10 +262,7 @@ def parse_memory_policy(value, where: str = "linux.memoryPolicy") -> MemoryPolic
         raise ConfigError("must be a list of MPOL_F_* names", where=f"{where}.flags")
     mode = MPOL_MODES[mode_name]
     for i, name in enumerate(flags):
-        if name not in MPOL_FLAGS:
-            raise ConfigError(f"unknown memory policy flag {name!r} (expected one of "
-                              f"{', '.join(MPOL_FLAGS)})", where=f"{where}.flags[{i}]")
-        mode |= MPOL_FLAGS[name]
+        mode |= _one_of(name, MPOL_FLAGS, "memory policy flag", f"{where}.flags[{i}]")
     if "MPOL_F_STATIC_NODES" in flags and "MPOL_F_RELATIVE_NODES" in flags:
         raise ConfigError("MPOL_F_STATIC_NODES and MPOL_F_RELATIVE_NODES exclude each other",
                           where=f"{where}.flags")

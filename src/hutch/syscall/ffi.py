@@ -20,45 +20,16 @@ from _ctypes import (FUNCFLAG_CDECL, FUNCFLAG_USE_ERRNO, Array, CFuncPtr, Struct
                      _SimpleCData, addressof, byref, dlopen, get_errno, sizeof)
 
 
-class c_int(_SimpleCData):
-    _type_ = "i"
+def _simple(name: str, code: str) -> type:
+    """A C scalar type as ctypes defines it: a _SimpleCData subclass with a type code."""
+    return type(name, (_SimpleCData,), {"_type_": code})
 
 
-class c_uint(_SimpleCData):
-    _type_ = "I"
-
-
-class c_long(_SimpleCData):
-    _type_ = "l"
-
-
-class c_ulong(_SimpleCData):
-    _type_ = "L"
-
-
-class c_short(_SimpleCData):
-    _type_ = "h"
-
-
-class c_ushort(_SimpleCData):
-    _type_ = "H"
-
-
-class c_longlong(_SimpleCData):
-    _type_ = "q"
-
-
-class c_ulonglong(_SimpleCData):
-    _type_ = "Q"
-
-
-class c_void_p(_SimpleCData):
-    _type_ = "P"
-
-
-class c_char(_SimpleCData):
-    _type_ = "c"
-
+c_int, c_uint = _simple("c_int", "i"), _simple("c_uint", "I")
+c_long, c_ulong = _simple("c_long", "l"), _simple("c_ulong", "L")
+c_short, c_ushort = _simple("c_short", "h"), _simple("c_ushort", "H")
+c_longlong, c_ulonglong = _simple("c_longlong", "q"), _simple("c_ulonglong", "Q")
+c_void_p, c_char = _simple("c_void_p", "P"), _simple("c_char", "c")
 
 # Linux's LP64 and ILP32 ABIs: int is 32 bits, long is the pointer's size.
 c_int32, c_uint32 = c_int, c_uint
