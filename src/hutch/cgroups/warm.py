@@ -86,6 +86,10 @@ class AttachWarmer:
         finally:
             self._done.release()
 
+    @property
+    def stopped(self) -> bool:
+        return self._fd is None
+
     def stop(self) -> None:
         """Stop the thread and wait for it (at most the write in flight).  Idempotent."""
         if self._fd is None:
@@ -103,8 +107,17 @@ class AttachWarmer:
         self.stop()
 
 
+_running: AttachWarmer | None = None
+
+
 def start_warming(enabled: bool = True) -> AttachWarmer | None:
-    """An AttachWarmer when the caller is root and will attach a process to a cgroup."""
+    """An AttachWarmer when the caller is root and will attach a process to a cgroup; the
+    one already running if the command started it earlier (the CLI does, for create and
+    exec, before it imports the rest: the grace period needs ~10 ms of other work to hide
+    behind)."""
+    global _running
     if not enabled or os.geteuid() != 0:
         return None
-    return AttachWarmer()
+    if _running is None or _running.stopped:
+        _running = AttachWarmer()
+    return _running

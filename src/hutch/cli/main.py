@@ -139,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         report_error(Exception(f"unknown command {command!r} (see hutch --help)"), g)
         return 1
     from hutch.errors import HutchError
+    if command in _ATTACHING:
+        _warm_cgroup_attach()
     try:
         module = __import__(module_name, fromlist=["main"])
         return module.main(command, rest[1:], g)
@@ -157,6 +159,17 @@ def main(argv: list[str] | None = None) -> int:
         return _os_error(err, command, g)
     except OSError as err:   # e.g. --root naming a file, a full disk: still one line
         return _os_error(err, command, g)
+
+
+# OCI verbs that end by putting a new process into the container's cgroup.
+_ATTACHING = ("create", "exec")
+
+
+def _warm_cgroup_attach() -> None:
+    """Start paying the kernel's cgroup-attach grace period now, beside the imports
+    (hutch.cgroups.warm; create/exec pick the running warmer up and stop it before fork)."""
+    from hutch.cgroups.warm import start_warming
+    start_warming()
 
 
 def _stdout_closed() -> bool:
