@@ -34,16 +34,16 @@ def own_procs_file(root: str = "/sys/fs/cgroup", text: str | None = None) -> str
                 text = f.read()
         except OSError:
             return None
-    candidates = []
+    unified, controllers_dirs = [], []
     for line in text.splitlines():
         _, controllers, path = line.split(":", 2)
         path = path.lstrip("/")
         if not controllers:
-            # unified: the root mount (v2) or root/unified (hybrid)
-            candidates += [os.path.join(root, path), os.path.join(root, "unified", path)]
+            # the root mount (v2) or root/unified (hybrid)
+            unified += [os.path.join(root, path), os.path.join(root, "unified", path)]
         elif not controllers.startswith("name="):
-            candidates.append(os.path.join(root, controllers, path))
-    for directory in candidates:
+            controllers_dirs.append(os.path.join(root, controllers, path))
+    for directory in unified + controllers_dirs:     # one file is enough: the lock is global
         procs = os.path.join(directory, "cgroup.procs")
         if os.path.exists(procs):
             return procs
