@@ -216,6 +216,7 @@ def _create(root: str, container_id: str, bundle: str, o: CreateOptions, spec: d
             st.save(root, state)
             step("create.state")
             if manager is not None:
+                _preload_children(spec, o)
                 _make_cgroup(root, state, manager, resources)
             if not o.foreground:
                 fifo_fd = _make_fifo(directory)
@@ -256,6 +257,16 @@ def _new_state(container_id: str, bundle: str, spec: dict, o: CreateOptions) -> 
                     hooks=sorted(kind for kind, hooks in (spec.get("hooks") or {}).items() if hooks),
                     namespaces={ns["type"]: ns.get("path") or "new"
                                 for ns in (spec.get("linux") or {}).get("namespaces") or ()})
+
+
+def _preload_children(spec: dict, o: CreateOptions) -> None:
+    """Import what the container's processes need now, before the cgroup's mkdirs: those
+    wait for cgroup_mutex while the attach warmer's first write holds it through its grace
+    period, so work that needs no cgroup goes first."""
+    from hutch.oci.init import preload_for
+    from hutch.oci.launcher import plan_namespaces
+    preload_for(spec, "foreground" if o.foreground else "create", plan_namespaces(spec)[0],
+                bool(o.console_socket) or o.console_fd is not None)
 
 
 def _make_cgroup(root: str, state: st.State, manager, resources: dict) -> None:
