@@ -203,7 +203,9 @@ def test_the_journal_names_the_cgroup_and_process_before_start(hutch_oci, bundle
     assert hutch_oci.create(cid, b).returncode == 0
     lines = (Path(hutch_oci.root) / cid / "owned.jsonl").read_text().splitlines()
     kinds = [json.loads(line)["kind"] for line in lines]
-    assert kinds[0] == "cgroup" and "process" in kinds
+    # the process is named as soon as it exists; its cgroup is made (and named) while it
+    # builds its root filesystem, before it joins it
+    assert kinds[0] == "process" and "cgroup" in kinds
     pid = hutch_oci.state_json(cid)["pid"]
     assert any(json.loads(line).get("pid") == pid for line in lines)
     assert hutch_oci.delete(cid, force=True).returncode == 0

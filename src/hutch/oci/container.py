@@ -145,14 +145,20 @@ class _CreateSteps:
     """The parent's part of the launch for `create`: each point where the container comes
     to own something is written to its state before the next step (see launcher.spawn)."""
 
-    def __init__(self, root: str, state: st.State, manager, spec: dict, setup: tuple):
-        self.root, self.state, self.manager, self.spec, self.setup_steps = root, state, manager, spec, setup
+    def __init__(self, root: str, state: st.State, manager, resources: dict | None, spec: dict,
+                 setup: tuple):
+        self.root, self.state, self.manager, self.resources = root, state, manager, resources
+        self.spec, self.setup_steps = spec, setup
 
     def pid(self, pid: int) -> None:
         self.state.pid = pid
         self.state.pid_start = proc.start_time(pid)
         st.own(self.root, self.state, {"kind": "process", "pid": pid, "start": self.state.pid_start})
         step("create.pid-recorded")
+        if self.manager is not None:
+            # Made now, while the container process builds its root filesystem: it joins
+            # the cgroup (next step) before it unshares a cgroup namespace or runs anything.
+            _make_cgroup(self.root, self.state, self.manager, self.resources)
 
     def cgroup_joined(self) -> None:
         # what placing the process made too (a systemd unit, v1 hierarchies systemd skips)
@@ -216,8 +222,7 @@ def _create(root: str, container_id: str, bundle: str, o: CreateOptions, spec: d
             st.save(root, state)
             step("create.state")
             if manager is not None:
-                _preload_children(spec, o)
-                _make_cgroup(root, state, manager, resources)
+                _check_cgroup_free(state, manager)
             if not o.foreground:
                 fifo_fd = _make_fifo(directory)
             console_fd = o.console_fd
@@ -228,7 +233,7 @@ def _create(root: str, container_id: str, bundle: str, o: CreateOptions, spec: d
                                     new_keyring=not o.no_new_keyring, use_init=o.use_init, fifo_fd=fifo_fd,
                                     cgroup=manager, stdio=o.stdio, warmer=warmer,
                                     parent_setup=bool(o.setup) or _has_pre_pivot_hooks(spec))
-            started = spawn(launch, _CreateSteps(root, state, manager, spec, o.setup))
+            started = spawn(launch, _CreateSteps(root, state, manager, resources, spec, o.setup))
             step("create.ready")
             state.status = "created"
             st.save(root, state)
@@ -259,22 +264,15 @@ def _new_state(container_id: str, bundle: str, spec: dict, o: CreateOptions) -> 
                                 for ns in (spec.get("linux") or {}).get("namespaces") or ()})
 
 
-def _preload_children(spec: dict, o: CreateOptions) -> None:
-    """Import what the container's processes need now, before the cgroup's mkdirs: those
-    wait for cgroup_mutex while the attach warmer's first write holds it through its grace
-    period, so work that needs no cgroup goes first."""
-    from hutch.oci.init import preload_for
-    from hutch.oci.launcher import plan_namespaces
-    preload_for(spec, "foreground" if o.foreground else "create", plan_namespaces(spec)[0],
-                bool(o.console_socket) or o.console_fd is not None)
-
-
-def _make_cgroup(root: str, state: st.State, manager, resources: dict) -> None:
+def _check_cgroup_free(state: st.State, manager) -> None:
     if manager.exists() and manager.pids():
         # Another container (maybe of another runtime root) lives there;
         # delete --force would kill its processes.
         raise StateError(f"cgroup of container {state.id} already holds processes",
                          where="linux.cgroupsPath")
+
+
+def _make_cgroup(root: str, state: st.State, manager, resources: dict) -> None:
     st.own(root, state, {"kind": "cgroup", **manager.to_state()})
     step("create.cgroup-recorded")
     manager.create()

@@ -225,19 +225,14 @@ def preload_modules(launch) -> None:
     """Import, before forking, what the children need: once they are in the
     container (pivoted root, or uid 0 of a user namespace that cannot read the
     host's Python install) the host's Python files are out of reach."""
-    preload_for(launch.spec, launch.mode, launch.new_ns_flags, launch.console_fd is not None)
-
-
-def preload_for(spec: dict, mode: str, new_ns_flags: int, console: bool) -> None:
-    """preload_modules before the Launch exists: `create` calls it ahead of making the
-    cgroup, whose mkdirs wait while the attach warmer's grace period runs (cgroup_mutex)."""
+    spec = launch.spec
     process = spec.get("process") or {}
     names = ["resource", "hutch.oci.process", "hutch.security.process",
              "hutch.syscall.mountapi"]   # security.process checks /proc files with it
     # Only what this launch uses: an exec builds no rootfs and unshares no network.
-    if mode != "exec":
+    if launch.mode != "exec":
         names.append("hutch.fs.rootfs")
-    if new_ns_flags & hsys.CLONE_NEWNET:
+    if launch.new_ns_flags & hsys.CLONE_NEWNET:
         names.append("hutch.ns.loopback")
     if (spec.get("linux") or {}).get("seccomp"):
         names += ["hutch.security.seccomp", "hutch.syscall.seccomp"]
@@ -245,7 +240,7 @@ def preload_for(spec: dict, mode: str, new_ns_flags: int, console: bool) -> None
         names.append("hutch.syscall.sched")
     if (spec.get("linux") or {}).get("memoryPolicy"):
         names.append("hutch.syscall.mm")
-    if console:
+    if launch.console_fd is not None:
         names += ["hutch.oci.console", "socket", "array"]
     if (spec.get("hooks") or {}).get("startContainer"):
         names += ["hutch.oci.hooks", "hutch.oci.state", "json"]

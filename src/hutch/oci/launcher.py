@@ -47,7 +47,8 @@ class NoSteps:
     """The parent's points in a launch (see spawn); `create` records ownership at each."""
 
     def pid(self, pid: int) -> None:
-        """The container process exists (its namespaces too); nothing else is known yet."""
+        """The container process exists (its namespaces too) and builds its root
+        filesystem; nothing else is known yet.  `create` makes the cgroup here."""
 
     def cgroup_joined(self) -> None:
         """It is in its cgroup."""
@@ -166,10 +167,10 @@ def spawn(launch: Launch, steps=None) -> Started:
         launch.host_pid = pid
         steps.pid(pid)
         if launch.cgroup is not None:
-            # The container process joins its cgroup while it builds its rootfs: the first
-            # cgroup.procs write waits for an RCU grace period (~15-20 ms here), which runc
-            # also overlaps with its child's work.  Stage 2 waits for "cgroup" before it
-            # forks, unshares its cgroup namespace, mounts cgroupfs, runs a hook or execs.
+            # The container process joins its cgroup while it builds its rootfs (the first
+            # cgroup.procs write's RCU grace period was paid by the attach warmer, see
+            # cgroups/warm.py).  Stage 2 waits for "cgroup" before it forks, unshares its
+            # cgroup namespace, mounts cgroupfs, runs a hook or execs.
             _add_to_cgroup(launch.cgroup, pid, chan)
             steps.cgroup_joined()
             send(chan, "cgroup")
