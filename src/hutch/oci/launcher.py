@@ -41,6 +41,9 @@ class Launch:
     stdio: tuple | None = None         # fds to become the process's 0, 1, 2
     parent_setup: bool = False         # stop before pivot_root for the parent's setup stage
     warmer: object = None              # a cgroups.warm.AttachWarmer, stopped just before the fork
+    # In a user namespace the runtime opens the bind sources (hutch.fs.sources):
+    tree_fds: dict = field(default_factory=dict)   # mount index -> idmapped detached tree
+    source_sock: int | None = None     # the children's end of the socket the sources come on
 
 
 class NoSteps:
@@ -143,8 +146,53 @@ def spawn(launch: Launch, steps=None) -> Started:
     process waits with its namespaces and mounts made, before pivot_root: network
     setup, then the prestart/createRuntime hooks in the runtime's namespaces."""
     steps = steps or NoSteps()
-    from hutch.oci.init import preload_modules
-    preload_modules(launch)
+    sources_sock = _open_bind_sources(launch)
+    try:
+        from hutch.oci.init import preload_modules
+        preload_modules(launch)
+        return _spawn(launch, steps, sources_sock)
+    finally:
+        _close_bind_sources(launch, sources_sock)
+
+
+def _open_bind_sources(launch: Launch) -> int | None:
+    """In a user namespace, as real root: the idmapped binds' trees now (host namespaces),
+    and a socket on which the plain binds' sources go once the mount namespace exists.
+    Returns the parent's end of that socket (None when there is nothing to send)."""
+    if launch.mode == "exec" or os.geteuid() != 0 or not launch.spec.get("mounts"):
+        return None
+    if not (launch.new_ns_flags & hsys.CLONE_NEWUSER or "user" in launch.ns_fds):
+        return None
+    from hutch.fs import sources
+    entries = sources.bind_entries(launch.spec)
+    launch.tree_fds = sources.open_idmapped_trees(launch.spec) if any(e[3] for e in entries) else {}
+    if not any(not e[3] for e in entries):
+        return None
+    parent_end, launch.source_sock = sources.socketpair()
+    return parent_end
+
+
+def _close_bind_sources(launch: Launch, parent_end: int | None) -> None:
+    """The parent's copies: the children have theirs once forked (or nobody needs them)."""
+    for fd in launch.tree_fds.values():
+        os.close(fd)
+    launch.tree_fds = {}
+    for fd in (parent_end, launch.source_sock):
+        if fd is not None:
+            os.close(fd)
+    launch.source_sock = None
+
+
+def _send_bind_sources(launch: Launch, sock: int, pid: int, chan: Channel) -> None:
+    from hutch.fs.sources import send_sources
+    try:
+        send_sources(sock, pid, launch.spec)
+    except (BrokenPipeError, ConnectionError):
+        _raise_child_report(chan)
+        raise HutchError("container process exited during setup") from None
+
+
+def _spawn(launch: Launch, steps, sources_sock: int | None) -> Started:
     # Become the children's reaper so the container process (orphaned when stage 1
     # exits) stays ours to wait for; engines (conmon, shims) do the same above us.
     # Only until it is adopted: a library caller must not collect every later orphan.
@@ -165,6 +213,8 @@ def spawn(launch: Launch, steps=None) -> Started:
         pid = int(chan.expect("pid"))
         launch.host_pid = pid
         steps.pid(pid)
+        if sources_sock is not None:
+            _send_bind_sources(launch, sources_sock, pid, chan)
         if launch.cgroup is not None:
             # The container process joins its cgroup while it builds its rootfs: the first
             # cgroup.procs write waits for an RCU grace period (~15-20 ms here), which runc
