@@ -152,7 +152,8 @@ def recv_sources(sock_fd: int) -> dict[int, int]:
     try:
         more = True
         while more:
-            data, ancillary, _flags, _addr = sock.recvmsg(65536, _socket.CMSG_SPACE(4 * _FDS_PER_MESSAGE))
+            data, ancillary, _flags, _addr = sock.recvmsg(65536, _socket.CMSG_SPACE(4 * _FDS_PER_MESSAGE),
+                                                          _socket.MSG_CMSG_CLOEXEC)
             if not data:
                 raise HutchError("the runtime did not send the bind mount sources")
             fds = []

@@ -190,6 +190,9 @@ def _send_bind_sources(launch: Launch, sock: int, pid: int, chan: Channel) -> No
     except (BrokenPipeError, ConnectionError):
         _raise_child_report(chan)
         raise HutchError("container process exited during setup") from None
+    except HutchError:
+        _raise_child_report(chan)   # it died first (its /proc/PID/root is gone): say why
+        raise
 
 
 def _spawn(launch: Launch, steps, sources_sock: int | None) -> Started:
