@@ -168,7 +168,11 @@ def _open_bind_sources(launch: Launch) -> int | None:
     launch.tree_fds = sources.open_idmapped_trees(launch.spec) if any(e[3] for e in entries) else {}
     if not any(not e[3] for e in entries):
         return None
-    parent_end, launch.source_sock = sources.socketpair()
+    try:
+        parent_end, launch.source_sock = sources.socketpair()
+    except BaseException:
+        _close_bind_sources(launch, None)
+        raise
     return parent_end
 
 
