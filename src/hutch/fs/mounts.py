@@ -62,10 +62,16 @@ class MountContext:
     # cgroup join (and its cgroup namespace) until then, so the slow first cgroup.procs
     # write runs in the parent while this process builds the rest of the rootfs.
     before_cgroup: object = None
+    # Bind sources the runtime opened for us (hutch.fs.sources), by mount index: O_PATH
+    # fds of plain binds (or -errno), detached idmapped trees.  Each is closed once used.
+    source_fds: dict = None
+    tree_fds: dict = None
 
     def __post_init__(self) -> None:
         if not self.rootfs_real:
             self.rootfs_real = real_path(self.root_fd)
+        self.source_fds = {} if self.source_fds is None else self.source_fds
+        self.tree_fds = {} if self.tree_fds is None else self.tree_fds
 
 
 def mount_flags_of(fd_or_path: int | str) -> int:
@@ -173,7 +179,8 @@ def mount_entry(ctx: MountContext, index: int, entry: dict) -> None:
     opts = parse_options(entry.get("options"), where, bind_type=fstype == "bind")
     try:
         if opts.is_bind or fstype == "bind":
-            mount_bind(ctx, dest, source, opts, where, _idmap_of(ctx, entry, opts, where))
+            mount_bind(ctx, dest, source, opts, where, _idmap_of(ctx, entry, opts, where),
+                       src_fd=ctx.source_fds.pop(index, None), tree=ctx.tree_fds.pop(index, None))
         elif fstype == "cgroup":
             mount_cgroup(ctx, dest, opts, where)
         else:
@@ -201,10 +208,8 @@ def idmap_of(entry: dict, opts: MountOptions, in_userns: bool, where: str) -> tu
         # runc and crun then take the container's own maps; hutch needs them on the mount.
         raise ConfigError("an idmapped mount needs uidMappings and gidMappings on the mount",
                           where=f"{where}.uidMappings")
-    if in_userns:
-        raise ConfigError("idmapped mounts in a container with a user namespace are not "
-                          "supported yet (the maps would be read in that namespace)",
-                          where=f"{where}.uidMappings")
+    # In a user namespace the runtime makes the idmapped tree before the fork, in the
+    # host's namespaces (hutch.fs.sources): the maps are the host's ids there too.
     return uid_maps, gid_maps
 
 
@@ -235,15 +240,20 @@ def _reopen(ctx: MountContext, path: str) -> int:
 
 
 def mount_bind(ctx: MountContext, dest: str, source: str | None, opts: MountOptions, where: str,
-               idmap: tuple | None = None) -> None:
+               idmap: tuple | None = None, *, src_fd: int | None = None, tree: int | None = None) -> None:
+    """A bind of `source`; src_fd (or -errno) / tree, when given, are the source the
+    runtime opened on the host's side (hutch.fs.sources) and are closed here."""
     if not source:
         raise ConfigError("a bind mount needs a source", where=f"{where}.source")
     if idmap is not None:
-        return mount_idmapped(ctx, dest, source, opts, where, *idmap)
-    try:
-        src_fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
-    except OSError as exc:
-        raise SysCallError("open", exc.errno, f"bind source {source}") from None
+        return mount_idmapped(ctx, dest, source, opts, where, *idmap, tree=tree)
+    if src_fd is None:
+        try:
+            src_fd = os.open(source, os.O_PATH | os.O_CLOEXEC)
+        except OSError as exc:
+            src_fd = -exc.errno
+    if src_fd < 0:
+        raise SysCallError("open", -src_fd, f"bind source {source}")
     try:
         is_dir = stat.S_ISDIR(os.fstat(src_fd).st_mode)
         resolved, fd, _ = _prepare_dest(ctx, dest, "bind", source, where, is_dir=is_dir)
@@ -258,21 +268,14 @@ def mount_bind(ctx: MountContext, dest: str, source: str | None, opts: MountOpti
 
 
 def mount_idmapped(ctx: MountContext, dest: str, source: str, opts: MountOptions, where: str,
-                   uid_maps: list, gid_maps: list) -> None:
+                   uid_maps: list, gid_maps: list, *, tree: int | None = None) -> None:
     """A bind whose ids go through the mount's maps (see hutch.fs.idmapped); "ridmap"
-    maps every mount of an rbind, "idmap" (or maps alone) the top one."""
-    from hutch.fs.idmapped import idmap_userns
-    recursive_tree = bool(opts.flags & MS_REC)
+    maps every mount of an rbind, "idmap" (or maps alone) the top one.  `tree`: the
+    idmapped tree the runtime already made (in a user namespace, hutch.fs.sources)."""
     label = f"{source} on {dest} (idmapped)"
-    tree = mountapi.open_tree(mountapi.AT_FDCWD, source, mountapi.OPEN_TREE_CLONE |
-                              (mountapi.AT_RECURSIVE if recursive_tree else 0),
-                              f"bind source {source}")
+    if tree is None:
+        tree = _idmapped_tree(source, opts, where, uid_maps, gid_maps, label)
     try:
-        userns = idmap_userns(uid_maps, gid_maps, where)
-        try:
-            mountapi.set_idmap(tree, userns, "ridmap" in opts.extensions, label)
-        finally:
-            os.close(userns)
         is_dir = stat.S_ISDIR(os.fstat(tree).st_mode)
         resolved, fd, _ = _prepare_dest(ctx, dest, "bind", source, where, is_dir=is_dir)
         try:
@@ -282,6 +285,24 @@ def mount_idmapped(ctx: MountContext, dest: str, source: str, opts: MountOptions
     finally:
         os.close(tree)
     _finish_mount(ctx, resolved, opts, label, bind=True)
+
+
+def _idmapped_tree(source: str, opts: MountOptions, where: str, uid_maps: list, gid_maps: list,
+                   label: str) -> int:
+    from hutch.fs.idmapped import idmap_userns
+    tree = mountapi.open_tree(mountapi.AT_FDCWD, source, mountapi.OPEN_TREE_CLONE |
+                              (mountapi.AT_RECURSIVE if opts.flags & MS_REC else 0),
+                              f"bind source {source}")
+    try:
+        userns = idmap_userns(uid_maps, gid_maps, where)
+        try:
+            mountapi.set_idmap(tree, userns, "ridmap" in opts.extensions, label)
+        finally:
+            os.close(userns)
+    except BaseException:
+        os.close(tree)
+        raise
+    return tree
 
 
 def _finish_mount(ctx: MountContext, resolved: str, opts: MountOptions, label: str, *, bind: bool) -> None:

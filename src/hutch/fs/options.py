@@ -4,10 +4,10 @@ Pure logic (no syscalls), the same vocabulary and the same rules as runc 1.1.5: 
 that is not a flag, propagation, recursive-attribute or extension word is filesystem data
 (``mode=755``, ``size=64k``, ``a,b`` as one entry...).  The kernel ignores data on a bind
 mount, and so does runc: such words are accepted there and have no effect.  An empty word
-is nothing.  Refused, where runc 1.1.5 would silently ignore them on a bind and leave the
-mount other than asked: ``idmap``/``ridmap`` (no idmapped mounts here: the files would show
-unmapped owners), and a comma-joined entry holding flag words (``"ro,nosuid"`` would give
-a writable bind).  Anything else the filesystem refuses fails at mount time, as in runc.
+is nothing.  ``idmap``/``ridmap`` make an idmapped bind (hutch.fs.idmapped; runc 1.1.5
+ignores them).  Refused, where runc 1.1.5 would silently ignore it on a bind and leave the
+mount other than asked: a comma-joined entry holding flag words (``"ro,nosuid"`` would
+give a writable bind).  Anything else the filesystem refuses fails at mount time, as in runc.
 """
 
 from __future__ import annotations

@@ -157,10 +157,28 @@ def setup_rootfs(spec: dict, bundle: str, *, in_userns: bool, console_path: str 
 
 
 def prepare_rootfs(spec: dict, bundle: str, *, in_userns: bool, console_path: str | None,
-                   before_cgroup=None) -> str:
+                   before_cgroup=None, source_fds: dict | None = None,
+                   tree_fds: dict | None = None) -> str:
     """Everything before pivot_root: propagation, the rootfs bind, spec mounts, /dev.
 
-    before_cgroup(), when given, runs once before the first cgroup mount (see MountContext)."""
+    before_cgroup(), when given, runs once before the first cgroup mount (see MountContext);
+    source_fds/tree_fds are bind sources the runtime opened (hutch.fs.sources), all
+    closed on return."""
+    source_fds = {} if source_fds is None else source_fds
+    tree_fds = {} if tree_fds is None else tree_fds
+    try:
+        return _prepare_rootfs(spec, bundle, in_userns, console_path, before_cgroup,
+                               source_fds, tree_fds)
+    finally:
+        for fds in (source_fds, tree_fds):
+            for fd in fds.values():
+                if fd >= 0:
+                    os.close(fd)
+            fds.clear()
+
+
+def _prepare_rootfs(spec: dict, bundle: str, in_userns: bool, console_path: str | None,
+                    before_cgroup, source_fds: dict, tree_fds: dict) -> str:
     root = rootfs_path(spec, bundle)
     linux = spec.get("linux") or {}
     prop = linux.get("rootfsPropagation")
@@ -186,7 +204,7 @@ def prepare_rootfs(spec: dict, bundle: str, *, in_userns: bool, console_path: st
         ns = _namespaces(spec)
         ctx = MountContext(rootfs=root, root_fd=root_fd, in_userns=in_userns,
                            has_netns="network" in ns, has_cgroupns="cgroup" in ns,
-                           before_cgroup=before_cgroup)
+                           before_cgroup=before_cgroup, source_fds=source_fds, tree_fds=tree_fds)
         for i, entry in enumerate(spec.get("mounts") or []):
             mount_entry(ctx, i, entry)
         if needs_dev_setup(spec):

@@ -155,10 +155,11 @@ class _CreateSteps:
         self.state.pid_start = proc.start_time(pid)
         st.own(self.root, self.state, {"kind": "process", "pid": pid, "start": self.state.pid_start})
         step("create.pid-recorded")
-        if self.manager is not None:
-            # Made now, while the container process builds its root filesystem: it joins
-            # the cgroup (next step) before it unshares a cgroup namespace or runs anything.
-            _make_cgroup(self.root, self.state, self.manager, self.resources)
+
+    def make_cgroup(self) -> None:
+        # Made now, while the container process builds its root filesystem: it joins the
+        # cgroup (next step) before it unshares a cgroup namespace or runs anything.
+        _make_cgroup(self.root, self.state, self.manager, self.resources)
 
     def cgroup_joined(self) -> None:
         # what placing the process made too (a systemd unit, v1 hierarchies systemd skips)

@@ -105,8 +105,9 @@ def close_unneeded_fds(launch, chan: Channel) -> None:
     """Close every fd the container does not need: above all the caller's lock on the
     container directory (a flock shared with us would outlive the caller), and any
     host directory that could be used to escape (CVE-2024-21626)."""
-    keep = {0, 1, 2, *range(3, 3 + launch.preserve_fds), *chan.fds(), *launch.ns_fds.values()}
-    keep.update(fd for fd in (launch.fifo_fd, launch.console_fd) if fd is not None)
+    keep = {0, 1, 2, *range(3, 3 + launch.preserve_fds), *chan.fds(), *launch.ns_fds.values(),
+            *launch.tree_fds.values()}
+    keep.update(fd for fd in (launch.fifo_fd, launch.console_fd, launch.source_sock) if fd is not None)
     keep.update(launch.stdio or ())
     start = 0
     for fd in sorted(keep) + [0x7FFFFFFF]:
@@ -150,8 +151,15 @@ def stage2(launch, chan: Channel) -> None:
         in_userns = bool(launch.new_ns_flags & hsys.CLONE_NEWUSER) or "user" in launch.ns_fds
 
         joined: list = []
+        source_fds = {}
+        if launch.source_sock is not None:
+            # Bind sources the runtime opened in our mount namespace (hutch.fs.sources).
+            from hutch.fs.sources import recv_sources
+            source_fds = recv_sources(launch.source_sock)
+            launch.source_sock = None
         rootfs = prepare_rootfs(spec, launch.bundle, in_userns=in_userns, console_path=None,
-                                before_cgroup=lambda: join_cgroup(launch, chan, joined))
+                                before_cgroup=lambda: join_cgroup(launch, chan, joined),
+                                source_fds=source_fds, tree_fds=launch.tree_fds)
         join_cgroup(launch, chan, joined)
         # The parent's setup stage (network setup, then the prestart/createRuntime hooks
         # in the runtime's namespaces) and createContainer (here) come after the mounts,
@@ -232,6 +240,8 @@ def preload_modules(launch) -> None:
     # Only what this launch uses: an exec builds no rootfs and unshares no network.
     if launch.mode != "exec":
         names.append("hutch.fs.rootfs")
+    if launch.source_sock is not None:
+        names += ["hutch.fs.sources", "_socket"]
     if launch.new_ns_flags & hsys.CLONE_NEWNET:
         names.append("hutch.ns.loopback")
     if (spec.get("linux") or {}).get("seccomp"):

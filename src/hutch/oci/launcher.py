@@ -41,14 +41,20 @@ class Launch:
     stdio: tuple | None = None         # fds to become the process's 0, 1, 2
     parent_setup: bool = False         # stop before pivot_root for the parent's setup stage
     warmer: object = None              # a cgroups.warm.AttachWarmer, stopped just before the fork
+    # In a user namespace the runtime opens the bind sources (hutch.fs.sources):
+    tree_fds: dict = field(default_factory=dict)   # mount index -> idmapped detached tree
+    source_sock: int | None = None     # the children's end of the socket the sources come on
 
 
 class NoSteps:
     """The parent's points in a launch (see spawn); `create` records ownership at each."""
 
     def pid(self, pid: int) -> None:
-        """The container process exists (its namespaces too) and builds its root
-        filesystem; nothing else is known yet.  `create` makes the cgroup here."""
+        """The container process exists (its namespaces too); nothing else is known yet."""
+
+    def make_cgroup(self) -> None:
+        """The cgroup it is about to join: `create` makes it now, while the container
+        process builds its root filesystem (exec joins one that exists)."""
 
     def cgroup_joined(self) -> None:
         """It is in its cgroup."""
@@ -144,8 +150,60 @@ def spawn(launch: Launch, steps=None) -> Started:
     process waits with its namespaces and mounts made, before pivot_root: network
     setup, then the prestart/createRuntime hooks in the runtime's namespaces."""
     steps = steps or NoSteps()
-    from hutch.oci.init import preload_modules
-    preload_modules(launch)
+    sources_sock = _open_bind_sources(launch)
+    try:
+        from hutch.oci.init import preload_modules
+        preload_modules(launch)
+        return _spawn(launch, steps, sources_sock)
+    finally:
+        _close_bind_sources(launch, sources_sock)
+
+
+def _open_bind_sources(launch: Launch) -> int | None:
+    """In a user namespace, as real root: the idmapped binds' trees now (host namespaces),
+    and a socket on which the plain binds' sources go once the mount namespace exists.
+    Returns the parent's end of that socket (None when there is nothing to send)."""
+    if launch.mode == "exec" or os.geteuid() != 0 or not launch.spec.get("mounts"):
+        return None
+    if not (launch.new_ns_flags & hsys.CLONE_NEWUSER or "user" in launch.ns_fds):
+        return None
+    from hutch.fs import sources
+    entries = sources.bind_entries(launch.spec)
+    launch.tree_fds = sources.open_idmapped_trees(launch.spec) if any(e[3] for e in entries) else {}
+    if not any(not e[3] for e in entries):
+        return None
+    try:
+        parent_end, launch.source_sock = sources.socketpair()
+    except BaseException:
+        _close_bind_sources(launch, None)
+        raise
+    return parent_end
+
+
+def _close_bind_sources(launch: Launch, parent_end: int | None) -> None:
+    """The parent's copies: the children have theirs once forked (or nobody needs them)."""
+    for fd in launch.tree_fds.values():
+        os.close(fd)
+    launch.tree_fds = {}
+    for fd in (parent_end, launch.source_sock):
+        if fd is not None:
+            os.close(fd)
+    launch.source_sock = None
+
+
+def _send_bind_sources(launch: Launch, sock: int, pid: int, chan: Channel) -> None:
+    from hutch.fs.sources import send_sources
+    try:
+        send_sources(sock, pid, launch.spec)
+    except (BrokenPipeError, ConnectionError):
+        _raise_child_report(chan)
+        raise HutchError("container process exited during setup") from None
+    except HutchError:
+        _raise_child_report(chan)   # it died first (its /proc/PID/root is gone): say why
+        raise
+
+
+def _spawn(launch: Launch, steps, sources_sock: int | None) -> Started:
     # Become the children's reaper so the container process (orphaned when stage 1
     # exits) stays ours to wait for; engines (conmon, shims) do the same above us.
     # Only until it is adopted: a library caller must not collect every later orphan.
@@ -166,7 +224,10 @@ def spawn(launch: Launch, steps=None) -> Started:
         pid = int(chan.expect("pid"))
         launch.host_pid = pid
         steps.pid(pid)
+        if sources_sock is not None:
+            _send_bind_sources(launch, sources_sock, pid, chan)
         if launch.cgroup is not None:
+            steps.make_cgroup()
             # The container process joins its cgroup while it builds its rootfs (the first
             # cgroup.procs write's RCU grace period was paid by the attach warmer, see
             # cgroups/warm.py).  Stage 2 waits for "cgroup" before it forks, unshares its
