@@ -234,6 +234,8 @@ def _same_bytes_as_lsns(hutch_bin: str, args: list[str]) -> tuple[str, str]:
     ["-J", "-l", "-o", "NS,TYPE,COMMAND"],
     ["-o", "NS,TYPE,PID,COMMAND"],               # the table: tree art only in the tree column
     ["--tree=parent", "-o", "NS,TYPE,PID"],
+    ["-p", "2", "-o", "TYPE,PID,PPID"],          # 1-digit pids: the columns keep their heading width
+    ["-n", "-o", "TYPE,NPROCS,PID"],             # widths count the unprinted headings and hints
     ["--tree=owner", "-o", "TYPE,NS,UID"],
 ])
 def test_ls_output_is_lsns_byte_for_byte(hutch_bin, sleeper, user_sleeper, args):

@@ -19,22 +19,23 @@ class Column:
     right: bool          # right-aligned in the table (lsns's SCOLS_FL_RIGHT)
     number: bool         # a JSON number (SCOLS_JSON_NUMBER)
     help: str
+    hint: int = 0        # lsns's width hint (libsmartcols whint), see text_table
 
 
 COLUMNS = {c.name: c for c in (
-    Column("NS", True, True, "namespace identifier (inode number)"),
-    Column("TYPE", False, False, "kind of namespace"),
+    Column("NS", True, True, "namespace identifier (inode number)", 10),
+    Column("TYPE", False, False, "kind of namespace", 5),
     Column("PATH", False, False, "path to the namespace"),
-    Column("NPROCS", True, True, "number of processes in the namespace"),
-    Column("PID", True, True, "lowest PID in the namespace"),
-    Column("PPID", True, True, "PPID of the PID"),
+    Column("NPROCS", True, True, "number of processes in the namespace", 5),
+    Column("PID", True, True, "lowest PID in the namespace", 5),
+    Column("PPID", True, True, "PPID of the PID", 5),
     Column("COMMAND", False, False, "command line of the PID"),
     Column("UID", True, True, "UID of the PID"),
     Column("USER", False, False, "username of the PID"),
     Column("NETNSID", True, False, "namespace ID as used by network subsystem"),
     Column("NSFS", False, False, "nsfs mountpoint (usually used network subsystem)"),
-    Column("PNS", True, True, "parent namespace identifier (inode number)"),
-    Column("ONS", True, True, "owner namespace identifier (inode number)"),
+    Column("PNS", True, True, "parent namespace identifier (inode number)", 10),
+    Column("ONS", True, True, "owner namespace identifier (inode number)", 10),
     Column("CONTAINER", False, False, "hutch containers whose init is in the namespace"),
 )}
 TREES = ("owner", "parent", "process")
@@ -258,9 +259,9 @@ def to_table(rows: list, columns: list[str], tree: str | None = None,
                 text = prefix + text
             cells.append(text)
         table.append(cells)
+    widths = [_width(name, [r[i] for r in table]) for i, name in enumerate(columns)]
     if headings:
         table.insert(0, list(columns))
-    widths = [max(len(r[i]) for r in table) for i in range(len(columns))] if table else []
     out = []
     for cells in table:
         parts = []
@@ -273,6 +274,18 @@ def to_table(rows: list, columns: list[str], tree: str | None = None,
                 parts.append(text if last else text.ljust(widths[i]))
         out.append(" ".join(parts).rstrip() + "\n")
     return "".join(out)
+
+
+def _width(column: str, texts: list[str]) -> int:
+    """A column's width as libsmartcols computes it for lsns 2.38: the widest cell, at
+    least the heading (also with -n, where it is not printed); and when the cells are
+    not narrower than the heading, at least the column's width hint -- so PID is 5 wide
+    with 4-digit pids, 3 (its heading) when every pid is 1 digit."""
+    data = max((len(t) for t in texts), default=0)
+    heading = len(column)
+    if data < heading:
+        return heading
+    return max(data, COLUMNS[column].hint)
 
 
 def columns_help() -> str:
