@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from helpers.engines import (IMAGE, cgroup_dirs, force_delete_leftovers, keep_calls_log,
-                             kill_session_processes, mounts_under, oci_archive, quietly,
+                             kill_session_processes, mounts_under, oci_archive, private_containerd_config, quietly,
                              read_calls, remove_cgroup_tree, run, runtime_wrapper, unmount_under)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -290,12 +290,7 @@ class CriContainerd:
     def config_toml(self) -> str:
         cri = '[plugins."io.containerd.grpc.v1.cri"]'
         lines = [
-            "version = 2",
-            f'root = "{self.base / "root"}"',
-            f'state = "{self.base / "state"}"',
-            "[grpc]", f'  address = "{self.socket}"',
-            "[ttrpc]", f'  address = "{self.socket}.ttrpc"',
-            "[debug]", '  level = "info"',
+            *private_containerd_config(self.base, self.socket),
             # the opt plugin would otherwise create /opt/containerd
             '[plugins."io.containerd.internal.v1.opt"]', f'  path = "{self.base / "opt"}"',
             cri,

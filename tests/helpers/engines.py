@@ -445,6 +445,14 @@ class Podman(_Guarded):
 
 # ---------------------------------------------------------------- containerd
 
+def private_containerd_config(base: Path, socket: Path, top=()) -> list[str]:
+    """The lines a private containerd's config starts with: its own root, state and
+    sockets under base (top: more top-level keys, which TOML wants before any table)."""
+    return ["version = 2", f'root = "{base / "root"}"', f'state = "{base / "state"}"', *top,
+            "[grpc]", f'  address = "{socket}"', "[ttrpc]", f'  address = "{socket}.ttrpc"',
+            "[debug]", '  level = "info"']
+
+
 @dataclass
 class Containerd(_Guarded):
     """A containerd daemon on a private socket, root and state (CRI plugin disabled)."""
@@ -497,14 +505,8 @@ class Containerd(_Guarded):
         self.wrapper = runtime_wrapper(self.runtime, self.base / "wrap", self.calls_log)
         self.cgroups_before = {str(p) for p in cgroup_dirs(CTR_NAMESPACE)}
         config = self.base / "config.toml"
-        config.write_text(
-            "version = 2\n"
-            f'root = "{self.base / "root"}"\n'
-            f'state = "{self.base / "state"}"\n'
-            'disabled_plugins = ["io.containerd.grpc.v1.cri"]\n'
-            f'[grpc]\n  address = "{self.socket}"\n'
-            f'[ttrpc]\n  address = "{self.socket}.ttrpc"\n'
-            '[debug]\n  level = "info"\n')
+        config.write_text("\n".join(private_containerd_config(
+            self.base, self.socket, top=['disabled_plugins = ["io.containerd.grpc.v1.cri"]'])) + "\n")
         log = open(self.base / "containerd.log", "w")
         self.proc = subprocess.Popen(["containerd", "--config", str(config)], stdout=log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
