@@ -96,9 +96,31 @@ def _hutch_processes() -> set[str]:
     return found
 
 
+def _orphans() -> set[str]:
+    """Live processes adopted by pid 1 (not kernel threads, not zombies): a test's process
+    whose parent was killed without it -- a shell's child, a daemon a test started and
+    forgot -- ends up here.  Compared by pid and command line, so what ran before the
+    session does not count."""
+    found = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                stat = f.read().decode(errors="replace")
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        state, ppid = stat.rpartition(")")[2].split()[:2]
+        if ppid == "1" and cmd and state != "Z":
+            found.add(f"{pid} {cmd[:80]}")
+    return found
+
+
 SCANS = {"mounts": _mounts, "netns": _netns, "links": _links, "cgroups": _cgroups,
          "nft tables": _nft_tables, "iptables chains": _iptables_chains, "cni state": _cni_state,
-         "processes": _hutch_processes}
+         "processes": _hutch_processes, "orphaned processes": _orphans}
 
 
 def snapshot() -> dict[str, set[str]]:

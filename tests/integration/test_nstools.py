@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import random
 import shutil
 import subprocess
@@ -39,25 +40,30 @@ def _ino(pid, ns_type) -> int:
 
 
 class Spawned:
-    """Processes started by a test, killed at teardown even if the test failed."""
+    """Processes started by a test, killed at teardown even if the test failed: each in a
+    process group of its own, killed as a group, so what it forked goes too (a shell's
+    child is no child of `unshare --kill-child`)."""
 
     def __init__(self):
         self.procs: list[subprocess.Popen] = []
 
     def unshare(self, *args: str, comm: str = "sleep") -> int:
         """`unshare --kill-child ARGS`; returns the pid of the forked inner process."""
-        p = subprocess.Popen(["unshare", "--kill-child", *args])
+        p = subprocess.Popen(["unshare", "--kill-child", *args], start_new_session=True)
         self.procs.append(p)
         return _wait_child(p.pid, comm)
 
     def start(self, *args: str) -> subprocess.Popen:
-        p = subprocess.Popen(list(args))
+        p = subprocess.Popen(list(args), start_new_session=True)
         self.procs.append(p)
         return p
 
     def close(self):
         for p in self.procs:
-            p.kill()
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             p.wait()
 
 
