@@ -233,7 +233,7 @@ def test_the_runtimes_own_mount_namespace_is_refused(oci, bundle):
     cid = new_id()
     res = oci.create(cid, bundle(["true"], hostname=None, linux={"namespaces": namespaces}))
     assert res.returncode == 1
-    assert "linux.namespaces[1].path" in res.stderr and "own mount namespace" in res.stderr
+    assert "linux.namespaces[1].path" in res.stderr and "own or init's mount namespace" in res.stderr
     assert oci.status(cid) is None
 
 

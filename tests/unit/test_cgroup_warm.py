@@ -72,12 +72,25 @@ def test_start_warming_reuses_the_running_warmer(monkeypatch, tmp_path):
     first = warm.start_warming()
     try:
         assert warm.start_warming() is first
-        assert warm.start_warming(enabled=False) is None
     finally:
         first.stop()
     second = warm.start_warming()
     assert second is not first           # a stopped warmer is not reused
     second.stop()
+
+
+def test_a_verb_that_attaches_nothing_stops_the_early_warmer(monkeypatch, tmp_path):
+    """The CLI starts a warmer before it knows the container has a cgroup: exec into one
+    without (hutch run without limits) must stop it, or it would run for the whole exec."""
+    procs = tmp_path / "cgroup.procs"
+    procs.write_text("")
+    monkeypatch.setattr(warm, "own_procs_file", lambda *a, **k: str(procs))
+    monkeypatch.setattr(warm.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(warm, "_running", None)
+    early = warm.start_warming()
+    assert not early.stopped
+    assert warm.start_warming(enabled=False) is None
+    assert early.stopped
 
 
 def test_not_root_means_no_warmer(monkeypatch):

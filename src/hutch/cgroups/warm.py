@@ -116,7 +116,11 @@ def start_warming(enabled: bool = True) -> AttachWarmer | None:
     exec, before it imports the rest: the grace period needs ~10 ms of other work to hide
     behind)."""
     global _running
-    if not enabled or os.geteuid() != 0:
+    if not enabled:
+        if _running is not None:
+            _running.stop()      # started early for a verb that turned out to attach nothing
+        return None
+    if os.geteuid() != 0:
         return None
     if _running is None or _running.stopped:
         _running = AttachWarmer()

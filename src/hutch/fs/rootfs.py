@@ -245,15 +245,22 @@ def _make_parent_mount_private(root: str) -> None:
 
 def check_joinable_mount_namespace(path: str, where: str = "linux.namespaces") -> None:
     """A mount namespace given by path is joined and the rootfs set up inside it (its
-    root is pivoted, as runc does); never the runtime's own: that would pivot the host."""
+    root is pivoted, as runc does); never the runtime's own nor init's (pid 1's, when
+    the runtime itself runs in a child mount namespace): either would pivot the host."""
     try:
         joined, own = os.stat(path), os.stat("/proc/self/ns/mnt")
     except OSError as exc:
         raise ConfigError(f"cannot open namespace {path}: {exc.strerror}", where=where) from None
-    if (joined.st_dev, joined.st_ino) == (own.st_dev, own.st_ino):
-        raise ConfigError(f"{path} is the runtime's own mount namespace: setting the rootfs up "
-                          "there would replace the host's root; use a new mount namespace "
-                          "or another one", where=where)
+    hosts = [(own.st_dev, own.st_ino)]
+    try:
+        init = os.stat("/proc/1/ns/mnt")
+        hosts.append((init.st_dev, init.st_ino))
+    except OSError:
+        pass      # pid 1 of another pid namespace, or hidden: only our own is known
+    if (joined.st_dev, joined.st_ino) in hosts:
+        raise ConfigError(f"{path} is the runtime's own or init's mount namespace: setting the "
+                          "rootfs up there would replace the host's root; use a new mount "
+                          "namespace or another one", where=where)
 
 
 def ensure_host_root_placeholder() -> str:

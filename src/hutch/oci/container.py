@@ -467,7 +467,7 @@ def kill(root: str, container_id: str, sig: int, all_processes: bool = False) ->
     pod container's main process is gone, to end what it left in the shared pid namespace."""
     state = st.load(root, container_id)
     status = state.live_status()
-    if all_processes and state.cgroup:
+    if all_processes and state.cgroup and status in ("created", "running", "paused", "stopped"):
         from hutch import cgroups
         group = cgroups.from_state(state.cgroup)
         if status == "stopped" and not group.exists():
