@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import time
 
+import pytest
+
 from hutch.cgroups import warm
 
 HYBRID = "12:pids:/user.slice\n1:name=systemd:/user.slice/session-1.scope\n0::/user.slice/session-1.scope\n"
@@ -63,12 +65,18 @@ def test_writes_our_pid_until_stopped(tmp_path):
     warmer.stop()
 
 
-def test_start_warming_reuses_the_running_warmer(monkeypatch, tmp_path):
+@pytest.fixture
+def as_root_with_a_procs_file(monkeypatch, tmp_path):
+    """start_warming as root, writing to a plain file in place of our cgroup.procs."""
     procs = tmp_path / "cgroup.procs"
     procs.write_text("")
     monkeypatch.setattr(warm, "own_procs_file", lambda *a, **k: str(procs))
     monkeypatch.setattr(warm.os, "geteuid", lambda: 0)
     monkeypatch.setattr(warm, "_running", None)
+    return procs
+
+
+def test_start_warming_reuses_the_running_warmer(as_root_with_a_procs_file):
     first = warm.start_warming()
     try:
         assert warm.start_warming() is first
@@ -79,14 +87,9 @@ def test_start_warming_reuses_the_running_warmer(monkeypatch, tmp_path):
     second.stop()
 
 
-def test_a_verb_that_attaches_nothing_stops_the_early_warmer(monkeypatch, tmp_path):
+def test_a_verb_that_attaches_nothing_stops_the_early_warmer(as_root_with_a_procs_file):
     """The CLI starts a warmer before it knows the container has a cgroup: exec into one
     without (hutch run without limits) must stop it, or it would run for the whole exec."""
-    procs = tmp_path / "cgroup.procs"
-    procs.write_text("")
-    monkeypatch.setattr(warm, "own_procs_file", lambda *a, **k: str(procs))
-    monkeypatch.setattr(warm.os, "geteuid", lambda: 0)
-    monkeypatch.setattr(warm, "_running", None)
     early = warm.start_warming()
     assert not early.stopped
     assert warm.start_warming(enabled=False) is None
