@@ -122,8 +122,11 @@ class Net:
         return info["containers"][name]["ips"][0].partition("/")[0]
 
     def leases(self, network: str) -> dict:
-        with open(os.path.join(self.root, ".net", "leases", network + ".json")) as f:
-            return json.load(f)["leases"]
+        try:
+            with open(os.path.join(self.root, ".net", "leases", network + ".json")) as f:
+                return json.load(f)["leases"]
+        except FileNotFoundError:
+            return {}
 
     def links(self) -> list[str]:
         """Host links made for this root: bridges and veths say so in their alias."""

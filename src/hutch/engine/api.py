@@ -58,6 +58,8 @@ class Container:
         if self.pid is not None:
             raise StateError("container already started")
         check_rootfs(self.options)
+        from hutch.engine.run import join_container_network
+        join_container_network(self.options, self.root)
         spec = build_spec(self.options, self.id)
         create = lifecycle.CreateOptions(foreground=True, use_init=self.options.init,
                                          cgroup=bool(self.options.resources), stdio=self._stdio)

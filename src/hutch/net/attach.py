@@ -296,6 +296,9 @@ def _wire(pid: int, root: str, network, host_if: str, ifname: str, ips: list[str
         with Netlink() as host:
             host.add_veth(host_if, ifname, peer_netns=fd, mtu=network.mtu, master=network.bridge,
                           alias=container_alias(container_id, root))
+            # A container reaching its own published port: the DNAT'ed frame goes back
+            # out of the port it came in by (with br_netfilter it stays bridged).
+            _write(f"/sys/class/net/{host_if}/brport/hairpin_mode", "1")
             host.set_link(host_if, up=True)
     finally:
         os.close(fd)
@@ -356,7 +359,11 @@ def teardown_network(root: str, network) -> None:
 
 
 def _sysctl(name: str, value: str) -> None:
-    with open(f"/proc/sys/{name}", "w") as f:
+    _write(f"/proc/sys/{name}", value)
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as f:
         f.write(value)
 
 

@@ -11,7 +11,11 @@ taking it away is deleting exactly those elements::
                                for (proto, port) on any host address
     postrouting (nat)          127.0.0.0/8 -> a bridge: masquerade (published ports
                                reached through 127.0.0.1; needs route_localnet)
-                               dnat'ed container -> container: masquerade (hairpin)
+                               dnat'ed, from a network's subnet into a bridge:
+                               masquerade (hairpin: a container reaching a
+                               published port, its own included; with br_netfilter
+                               loaded the packet stays bridged and has no iifname,
+                               hence the match on the source subnet)
                                a network's subnet leaving its bridges: masquerade
     forward (filter)           dnat'ed: accept (published ports are public);
                                from a bridge: its network's chain (isolation)
@@ -38,6 +42,8 @@ add table {TABLE}
 add set {TABLE} bridges {{ type ifname; }}
 add set {TABLE} masq4 {{ type ipv4_addr; flags interval; }}
 add set {TABLE} masq6 {{ type ipv6_addr; flags interval; }}
+add set {TABLE} nets4 {{ type ipv4_addr; flags interval; }}
+add set {TABLE} nets6 {{ type ipv6_addr; flags interval; }}
 add map {TABLE} isolation {{ type ifname : verdict; }}
 add map {TABLE} dnat4 {{ type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }}
 add map {TABLE} dnat4any {{ type inet_proto . inet_service : ipv4_addr . inet_service; }}
@@ -60,7 +66,8 @@ add rule {TABLE} ports dnat ip to meta l4proto . th dport map @dnat4any
 add rule {TABLE} ports dnat ip6 to ip6 daddr . meta l4proto . th dport map @dnat6
 add rule {TABLE} ports dnat ip6 to meta l4proto . th dport map @dnat6any
 add rule {TABLE} postrouting ip saddr 127.0.0.0/8 oifname @bridges masquerade
-add rule {TABLE} postrouting ct status dnat iifname @bridges oifname @bridges masquerade
+add rule {TABLE} postrouting ct status dnat oifname @bridges ip saddr @nets4 masquerade
+add rule {TABLE} postrouting ct status dnat oifname @bridges ip6 saddr @nets6 masquerade
 add rule {TABLE} postrouting ip saddr @masq4 oifname != @bridges masquerade
 add rule {TABLE} postrouting ip6 saddr @masq6 oifname != @bridges masquerade
 add rule {TABLE} forward ct status dnat accept
@@ -107,8 +114,9 @@ class Firewall:
             lines.append(f"add rule {TABLE} {chain} drop")
         lines += [f'add element {TABLE} bridges {{ "{bridge}" }}',
                   f'add element {TABLE} isolation {{ "{bridge}" : jump {chain} }}']
-        if not internal:
-            for subnet in subnets:
+        for subnet in subnets:
+            lines.append(f"add element {TABLE} {_nets_set(subnet)} {{ {subnet} }}")
+            if not internal:
                 lines.append(f"add element {TABLE} {_masq_set(subnet)} {{ {subnet} }}")
         self.run("\n".join(lines) + "\n", f"set up the firewall for bridge {bridge}")
 
@@ -122,6 +130,7 @@ class Firewall:
         self._delete_element("isolation", f'"{bridge}" : jump {chain}')
         for subnet in subnets:
             self._delete_element(_masq_set(subnet), subnet)
+            self._delete_element(_nets_set(subnet), subnet)
         self.try_run(f"delete chain {TABLE} {chain}\n")
         if self.bridges() == []:
             self.try_run(f"delete table {TABLE}\n")
@@ -180,6 +189,10 @@ def _chain(bridge: str) -> str:
 
 def _masq_set(subnet: str) -> str:
     return "masq6" if ":" in subnet else "masq4"
+
+
+def _nets_set(subnet: str) -> str:
+    return "nets6" if ":" in subnet else "nets4"
 
 
 def _first_error(errors: str) -> str:
