@@ -454,6 +454,8 @@ class CniRuntime:
                 out = self._exec(netlist.name, plugin["type"], "ADD", stdin, env)
                 if out is None:
                     raise CniPluginError(netlist.name, plugin["type"], "ADD", "returned no result")
+                # a result without cniVersion is taken as the version the plugin was asked for
+                out.setdefault("cniVersion", netlist.cni_version)
                 result = convert_result(out, netlist.cni_version)
             self._cache_write(netlist, container_id, netns, ifname, args, capability_args, result)
         except HutchError as err:
