@@ -38,6 +38,7 @@ process:
   --ulimit NAME=SOFT[:HARD]   --cap-add CAP   --cap-drop CAP|ALL   --privileged
   --no-new-privileges   -t, --tty   -i, --interactive   --no-init (exec CMD as PID 1)
   --hostname NAME   --domainname NAME   --name ID   --sysctl KEY=VALUE
+  --annotation KEY=VALUE    an OCI annotation (org.hutch.cni-config-dir, org.hutch.cni-path...)
 resources:
   --memory SIZE   --memory-swap SIZE   --cpus N   --cpu-shares N   --pids-limit N
   --cpuset-cpus LIST
@@ -59,7 +60,7 @@ FLAGS = [
     Flag("cap-drop", value=True, repeat=True), Flag("privileged"), Flag("no-new-privileges"),
     Flag("tty", ("t",)), Flag("interactive", ("i",)), Flag("it"), Flag("net", ("network",), value=True, repeat=True),
     Flag("publish", ("p",), value=True, repeat=True), Flag("ip", value=True), Flag("ip6", value=True),
-    Flag("sysctl", value=True, repeat=True),
+    Flag("sysctl", value=True, repeat=True), Flag("annotation", value=True, repeat=True),
     Flag("memory", ("m",), value=True), Flag("memory-swap", value=True), Flag("cpus", value=True),
     Flag("cpu-shares", value=True), Flag("pids-limit", value=True), Flag("cpuset-cpus", value=True),
     Flag("help", ("h",)),
@@ -133,7 +134,7 @@ def to_run_options(opts: dict, args: list[str]):
         privileged=bool(opts["privileged"]), no_new_privileges=bool(opts["no-new-privileges"]),
         tty=tty, interactive=bool(opts["interactive"] or opts["it"]), net=(opts["net"] or ["none"])[0],
         networks=opts["net"][1:], publish=opts["publish"], ip=opts["ip"], ip6=opts["ip6"],
-        resources=resources, sysctl=opts["sysctl"])
+        resources=resources, sysctl=opts["sysctl"], annotations=opts["annotation"])
 
 
 if __name__ == "__main__":  # pragma: no cover

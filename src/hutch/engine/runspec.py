@@ -63,6 +63,7 @@ class RunOptions:
     ip6: str | None = None
     resources: dict = field(default_factory=dict)   # OCI linux.resources (from --memory etc.)
     sysctl: list[str] = field(default_factory=list)
+    annotations: list[str] = field(default_factory=list)   # --annotation KEY=VALUE
 
     def container_id(self) -> str:
         return self.name or "run-" + os.urandom(6).hex()
@@ -107,7 +108,8 @@ def build_spec(o: RunOptions, container_id: str) -> dict:
         "hostname": o.hostname or (container_id[:63] if "uts" not in _shared(o) else None),
         "mounts": _mounts(o),
         "linux": linux,
-        "annotations": {"org.hutch.run": "true", **_network_annotations(o)},
+        "annotations": {**dict(_key_value(a, "--annotation") for a in o.annotations),
+                        "org.hutch.run": "true", **_network_annotations(o)},
     }
     if o.domainname:
         spec["domainname"] = o.domainname

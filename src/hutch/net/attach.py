@@ -7,6 +7,7 @@ and an engine above hutch's OCI face ask the same way::
     org.hutch.publish    "8080:80,127.0.0.1:5353:53/udp,9000-9001:90-91"
     org.hutch.ip         "10.66.0.9"   org.hutch.ip6  "fd42::9"   (first network)
     org.hutch.cni-config-dir  where CNI networks are looked up (/etc/cni/net.d)
+    org.hutch.cni-path        where CNI plugins are (/usr/lib/cni:/opt/cni/bin)
 
 `plan()` checks all of it before anything is made.  The setup step (`Plan.step`)
 runs in the parent once the container process has its network namespace and before
@@ -36,6 +37,7 @@ ANNOTATION_PUBLISH = "org.hutch.publish"
 ANNOTATION_IP = "org.hutch.ip"
 ANNOTATION_IP6 = "org.hutch.ip6"
 ANNOTATION_CNI_DIR = "org.hutch.cni-config-dir"
+ANNOTATION_CNI_PATH = "org.hutch.cni-path"       # plugin dirs, ':'-separated
 DEFAULT_CNI_DIR = "/etc/cni/net.d"
 _PROTOCOLS = ("tcp", "udp")
 
@@ -47,6 +49,7 @@ class Request:
     ip: str | None = None
     ip6: str | None = None
     cni_dir: str = DEFAULT_CNI_DIR
+    cni_path: tuple = ()            # () = the CNI runtime's defaults
 
 
 def annotations_for(networks: list[str], publish: list[str], ip: str | None, ip6: str | None) -> dict:
@@ -74,7 +77,8 @@ def request_from(annotations: dict) -> Request | None:
     publish = [p for p in (annotations.get(ANNOTATION_PUBLISH) or "").split(",") if p.strip()]
     return Request(networks=networks, ports=parse_ports(publish),
                    ip=annotations.get(ANNOTATION_IP) or None, ip6=annotations.get(ANNOTATION_IP6) or None,
-                   cni_dir=annotations.get(ANNOTATION_CNI_DIR) or DEFAULT_CNI_DIR)
+                   cni_dir=annotations.get(ANNOTATION_CNI_DIR) or DEFAULT_CNI_DIR,
+                   cni_path=tuple(d for d in (annotations.get(ANNOTATION_CNI_PATH) or "").split(":") if d))
 
 
 # -- -p [HOSTIP:]HOSTPORT[-END]:CTRPORT[-END][/tcp|udp] -------------------------------
@@ -148,6 +152,8 @@ class Plan:
                               where="--network")
         for name in self.request.networks:
             if name.startswith("cni:"):
+                from hutch.net.cni import load_conflist
+                load_conflist(name[4:], (self.request.cni_dir,))     # missing or malformed: now
                 self.networks.append((name, None))
                 continue
             if name in ("none", "host") or name.startswith("container:"):
@@ -184,17 +190,15 @@ class Plan:
 
     def step(self, ctx) -> None:
         """The setup step: every network in order, eth0, eth1, ..."""
-        bridge_ports = self.request.ports
         for index, (name, network) in enumerate(self.networks):
-            ifname = f"eth{index}"
+            ifname, first = f"eth{index}", index == 0
             if network is None:
-                self._join_cni(ctx, name[4:], ifname, index == 0)
+                self._join_cni(ctx, name[4:], ifname, first)
                 continue
+            # addresses asked for, published ports and the default route: the first network's
             join(ctx, self.root, network, ifname, self.hostname,
-                 ip=self.request.ip if index == 0 else None,
-                 ip6=self.request.ip6 if index == 0 else None,
-                 ports=bridge_ports, default_route=index == 0)
-            bridge_ports = []            # published through the first bridge network only
+                 ip=self.request.ip if first else None, ip6=self.request.ip6 if first else None,
+                 ports=self.request.ports if first else (), default_route=first)
 
     def _join_cni(self, ctx, name: str, ifname: str, first: bool) -> None:
         from hutch.net import cni
@@ -204,7 +208,14 @@ class Plan:
                 {"hostPort": p["host_port"], "containerPort": p["container_port"],
                  "protocol": p["protocol"], **({"hostIP": p["host_ip"]} if p["host_ip"] else {})}
                 for p in self.request.ports]
-        cni.attach(ctx, name, ifname, (self.request.cni_dir,), capability_args=capability_args)
+        extra = {"plugin_dirs": self.request.cni_path} if self.request.cni_path else {}
+        result = cni.attach(ctx, name, ifname, (self.request.cni_dir,), capability_args=capability_args,
+                            **extra)
+        if self.directory is not None:
+            from hutch.net import hosts
+            own = [(ip["address"].partition("/")[0], [self.hostname, self.id])
+                   for ip in result.get("ips") or () if ip.get("address")]
+            hosts.write_in_place(os.path.join(self.directory, hosts.HOSTS), hosts.render(own, []))
 
 
 def plan(root: str, container_id: str, spec: dict) -> Plan | None:

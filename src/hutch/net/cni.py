@@ -676,6 +676,9 @@ def attach(ctx, netlist_name: str, ifname: str = "eth0", conf_dirs=DEFAULT_CONF_
     if isinstance(conf_dirs, str):
         conf_dirs = (conf_dirs,)
     netlist = load_conflist(netlist_name, conf_dirs)
+    runtime = CniRuntime(plugin_dirs=plugin_dirs, cache_dir=cache_dir or cache_dir_of(ctx.root))
+    for plugin in netlist.plugins:
+        runtime.find_plugin(plugin["type"], netlist.name)    # a missing one: before anything is made
     netns = f"/proc/{ctx.pid}/ns/net"
     cache_dir = cache_dir or cache_dir_of(ctx.root)
     ctx.own({"kind": "cni", "key": f"cni:{netlist.name}:{ifname}", "network": netlist.name,
@@ -686,7 +689,6 @@ def attach(ctx, netlist_name: str, ifname: str = "eth0", conf_dirs=DEFAULT_CONF_
              "netns_id": _netns_identity(netns),
              "args": [[k, v] for k, v in (args.items() if isinstance(args, dict) else args or ())],
              "capability_args": capability_args or {}})
-    runtime = CniRuntime(plugin_dirs=plugin_dirs, cache_dir=cache_dir)
     return runtime.add(netlist, ctx.state.id, netns, ifname, args=args, capability_args=capability_args)
 
 
