@@ -118,9 +118,28 @@ def _orphans() -> set[str]:
     return found
 
 
+_HOST_SYSCTLS = ("net/ipv4/ip_forward", "net/ipv4/conf/all/forwarding", "net/ipv6/conf/all/forwarding",
+                 "net/ipv4/conf/all/route_localnet", "net/ipv4/conf/eth0/forwarding")
+
+
+def _host_sysctls() -> set[str]:
+    """Host-wide network settings no test may change: hutch sets forwarding and
+    route_localnet on its own bridges only (a peer such as netavark or a CNI plugin run in
+    the host's namespace would turn ip_forward on for the whole host)."""
+    found = set()
+    for name in _HOST_SYSCTLS:
+        try:
+            with open(f"/proc/sys/{name}") as f:
+                found.add(f"{name}={f.read().strip()}")
+        except OSError:
+            continue
+    return found
+
+
 SCANS = {"mounts": _mounts, "netns": _netns, "links": _links, "cgroups": _cgroups,
          "nft tables": _nft_tables, "iptables chains": _iptables_chains, "cni state": _cni_state,
-         "processes": _hutch_processes, "orphaned processes": _orphans}
+         "processes": _hutch_processes, "orphaned processes": _orphans,
+         "host sysctls": _host_sysctls}
 
 
 def snapshot() -> dict[str, set[str]]:

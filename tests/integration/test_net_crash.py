@@ -174,3 +174,21 @@ def test_rootless_networking_is_refused_with_a_reason(net):
     assert result.returncode == 125
     assert result.stderr.strip() == \
         "hutch: --network: bridge and CNI networks need root (rootless: --net none or host)"
+
+
+def test_leases_of_containers_whose_state_is_gone_are_pruned(net, bundle):
+    """A state directory removed by hand leaves a lease (and published port) behind; the
+    next join on the network releases it instead of keeping the address and port."""
+    net.hutch("network", "create", "--subnet", "10.251.11.0/30", "one")
+    b = bundle(["sleep", "60"], annotations={"org.hutch.networks": "one", "org.hutch.publish": "18194:80"})
+    net.create(b, "lost")
+    pid = net.hutch("state", "lost").stdout
+    import shutil
+    os.kill(json.loads(pid)["pid"], 9)
+    shutil.rmtree(os.path.join(net.root, "lost"))
+    os.unlink(os.path.join(net.root, ".lost.lock"))
+    assert "lost" in net.leases("one")
+    out = net.run("--network", "one", "-p", "18194:80", "--", "cat", "/etc/hosts").stdout
+    assert "10.251.11.2" in out                   # the only address of the /30, free again
+    assert net.leases("one") == {}
+    _assert_clean(net, "one", "18194")

@@ -249,6 +249,7 @@ def join(ctx, root: str, network, ifname: str, hostname: str, ip=None, ip6=None,
     step("net.recorded")
     with netstore.lock(root, network.name):
         data = ipam.read_leases(root, network.name)
+        prune_stale(root, data, container_id)
         _check_ports(root, network.name, data, list(ports), container_id)
         ips = []
         for family, requested in ((4, ip), (6, ip6)):
@@ -260,7 +261,10 @@ def join(ctx, root: str, network, ifname: str, hostname: str, ip=None, ip6=None,
         data["leases"][container_id] = lease
         ipam.write_leases(root, network.name, data)
         step("net.leased")
-        bring_up(root, network)
+        if not (data.get("live") and _bridge_exists(network.bridge)):
+            bring_up(root, network)
+            data["live"] = True          # the next member skips bring_up (a cost of ~15 ms)
+            ipam.write_leases(root, network.name, data)
         _publish(ports, ips)
         _wire(ctx.pid, root, network, host_if, ifname, ips, container_id, default_route)
         step("net.wired")
@@ -357,6 +361,10 @@ def bring_up(root: str, network) -> None:
         fw.add_network(network.bridge, [s.subnet for s in network.subnets], network.internal)
 
 
+def _bridge_exists(bridge: str) -> bool:
+    return os.path.exists(f"/sys/class/net/{bridge}")
+
+
 def teardown_network(root: str, network) -> None:
     """Take the live part away (idempotent): firewall entries, then the bridge if ours."""
     from hutch.net.netlink import Netlink
@@ -410,7 +418,6 @@ def undo(entry: dict) -> None:
     """Leave the network: ports, veth, lease; the network's live part if this was the
     last container; the others' hosts files.  Idempotent; runs after crashes too."""
     from hutch.net import ipam, network as netstore
-    from hutch.net.netlink import Netlink
     root, name, container_id = entry["root"], entry["network"], entry["id"]
     try:
         network = netstore.load(root, name)
@@ -418,19 +425,37 @@ def undo(entry: dict) -> None:
         network = None
     with netstore.lock(root, name):
         data = ipam.read_leases(root, name)
-        lease = data["leases"].pop(container_id, None)
-        if lease and lease.get("ports"):
-            from hutch.net.nft import Firewall, port_elements
-            with Firewall() as fw:
-                fw.remove_ports(port_elements(lease["ports"], _family_ip(lease["ips"], 4),
-                                              _family_ip(lease["ips"], 6)))
-        with Netlink() as nl:
-            for host_if in {entry.get("host_if"), (lease or {}).get("host_if")} - {None}:
-                link = nl.link(host_if)
-                if link is not None and link.get("alias") == container_alias(container_id, root):
-                    nl.delete_link(host_if)
-        if lease is not None:
+        if _release(root, data, container_id, entry.get("host_if")):
             ipam.write_leases(root, name, data)
         if network is not None and not data["leases"]:
+            data.pop("live", None)
+            ipam.write_leases(root, name, data)      # not live from here on, whatever follows
             teardown_network(root, network)
         refresh_hosts(root, name, data)
+
+
+def _release(root: str, data: dict, container_id: str, host_if: str | None) -> bool:
+    """Take container_id's ports, veth and lease out of data (caller holds the network's
+    lock and writes data); True if it held a lease."""
+    from hutch.net.netlink import Netlink
+    lease = data["leases"].pop(container_id, None)
+    if lease and lease.get("ports"):
+        from hutch.net.nft import Firewall, port_elements
+        with Firewall() as fw:
+            fw.remove_ports(port_elements(lease["ports"], _family_ip(lease["ips"], 4),
+                                          _family_ip(lease["ips"], 6)))
+    with Netlink() as nl:
+        for name in {host_if, (lease or {}).get("host_if")} - {None}:
+            link = nl.link(name)
+            if link is not None and link.get("alias") == container_alias(container_id, root):
+                nl.delete_link(name)
+    return lease is not None
+
+
+def prune_stale(root: str, data: dict, me: str) -> list[str]:
+    """Release the leases of containers whose state directory is gone (removed by hand,
+    or a state root wiped while the network store was kept); caller holds the lock."""
+    gone = [cid for cid in data["leases"] if cid != me and not os.path.isdir(os.path.join(root, cid))]
+    for cid in gone:
+        _release(root, data, cid, None)
+    return gone
