@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
 
-runtime_pkgs="python3 python3-venv iproute2 util-linux procps"
+runtime_pkgs="python3 python3-venv iproute2 util-linux procps nftables"
 test_pkgs="busybox-static runc crun bubblewrap podman conmon containerd containernetworking-plugins
            criu nftables hyperfine uidmap iperf3 netavark aardvark-dns fuse-overlayfs"
 
