@@ -115,6 +115,18 @@ def test_hosts_file_lists_own_names_first_then_peers_in_order():
     assert lines[2:] == ["10.9.0.5\tbox c1", "10.9.0.9\ta", "10.9.0.10\tb"]
 
 
+def test_hosts_file_refuses_names_that_would_add_lines():
+    text = hosts.render([("10.9.0.5", ["box"])], [("10.9.0.6", ["evil\n10.9.0.6 bank.example", "peer"])])
+    assert text.splitlines()[-1] == "10.9.0.6\tpeer" and "bank" not in text
+
+
+def test_bridge_names_are_plain():
+    from hutch.net import network
+    for bad in ('a"b', "a;b", "a b", "", "x" * 16, "-x"):
+        with pytest.raises(ConfigError, match="invalid bridge name"):
+            network._check_bridge_name(bad, [])
+
+
 def test_resolv_conf_drops_loopback_nameservers(tmp_path):
     source = tmp_path / "resolv.conf"
     source.write_text("search lab\nnameserver 127.0.0.53\nnameserver 10.1.2.3\noptions edns0")

@@ -23,11 +23,21 @@ def render(own: list[tuple[str, list[str]]], peers: list[tuple[str, list[str]]])
     lines = [_HEADER]
     seen = set()
     for address, names in own + sorted(peers, key=_address_key):
-        if address in seen:
+        names = [n for n in dict.fromkeys(names) if _is_host_name(n)]
+        if address in seen or not names:
             continue
         seen.add(address)
-        lines.append(f"{address}\t{' '.join(dict.fromkeys(names))}\n")
+        lines.append(f"{address}\t{' '.join(names)}\n")
     return "".join(lines)
+
+
+_HOST_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._")
+
+
+def _is_host_name(name: str) -> bool:
+    """Only plain names reach a hosts file: one container's name must not add lines to
+    its peers' files (a hostname with a newline and "10.0.0.1 example.com")."""
+    return 0 < len(name) <= 253 and set(name) <= _HOST_NAME_CHARS
 
 
 def _address_key(pair):

@@ -235,8 +235,9 @@ def _pick_bridge(name: str, others: list[Network]) -> str:
 
 
 def _check_bridge_name(bridge: str, others: list[Network]) -> None:
-    if not bridge or len(bridge) > 15 or "/" in bridge or any(c.isspace() for c in bridge):
-        raise ConfigError(f"invalid bridge name {bridge!r}: 1-15 characters, no '/' or spaces",
+    # Only these characters: the name goes into nftables commands and sysfs paths.
+    if not bridge or len(bridge) > 15 or not set(bridge) <= _NAME_CHARS or bridge[0] in ".-":
+        raise ConfigError(f"invalid bridge name {bridge!r}: 1-15 letters, digits, _ . -",
                           where="--bridge")
     for other in others:
         if other.bridge == bridge:
