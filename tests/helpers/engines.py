@@ -349,6 +349,17 @@ def drop_netavark_tables(before: set[str]) -> None:
 
 # ---------------------------------------------------------------- podman
 
+IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
+
+
+def restore_ip_forward(before: str) -> None:
+    """netavark switches the host's IPv4 forwarding on for every bridge network it sets up
+    (and never back off): put the host's setting back (writing it resets every
+    interface's forwarding to the same value, as it was)."""
+    if before and IP_FORWARD.read_text() != before:
+        IP_FORWARD.write_text(before)
+
+
 @dataclass
 class Podman(_Guarded):
     """podman with a private storage root, runroot, tmpdir and network config."""
@@ -358,6 +369,7 @@ class Podman(_Guarded):
     calls_log: Path = None
     cgroups_before: set = field(default_factory=set)
     nft_before: set = field(default_factory=set)
+    ip_forward_before: str = ""
 
     @property
     def dirs(self) -> dict[str, Path]:
@@ -402,6 +414,7 @@ class Podman(_Guarded):
         self.wrapper = runtime_wrapper(self.runtime, self.dirs["wrap"], self.calls_log)
         self.cgroups_before = {str(p) for p in cgroup_dirs("libpod_parent")}
         self.nft_before = nft_tables()
+        self.ip_forward_before = IP_FORWARD.read_text()
         (self.base / "containers.conf").write_text(
             "[containers]\n"
             f"default_ulimits = {json.dumps(ULIMITS)}\n"
@@ -439,6 +452,7 @@ class Podman(_Guarded):
             if str(path) not in self.cgroups_before:
                 remove_cgroup_tree(path)
         drop_netavark_tables(self.nft_before)
+        restore_ip_forward(self.ip_forward_before)
         keep_calls_log(self.calls_log, self.base)
         shutil.rmtree(self.base, ignore_errors=True)
 

@@ -265,6 +265,10 @@ def join(ctx, root: str, network, ifname: str, hostname: str, ip=None, ip6=None,
             bring_up(root, network)
             data["live"] = True          # the next member skips bring_up (a cost of ~15 ms)
             ipam.write_leases(root, network.name, data)
+        elif network.subnet_of(4):
+            # Writing net.ipv4.ip_forward (a peer does, an admin may) resets every
+            # interface's forwarding, this bridge's too: say it again, it costs 50 us.
+            _sysctl(f"net/ipv4/conf/{network.bridge}/forwarding", "1")
         _publish(ports, ips)
         _wire(ctx.pid, root, network, host_if, ifname, ips, container_id, default_route)
         step("net.wired")
