@@ -282,3 +282,46 @@ def test_networks_persist_as_files_under_the_root(net):
     data = json.load(open(path))
     assert data["subnets"][0]["subnet"] == subnet
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+
+
+# -- outbound: masquerade towards an "outside" the test makes -------------------------------
+
+@pytest.fixture
+def outside():
+    """A namespace standing in for the world beyond the host: a veth pair (ours), the
+    host end 10.250.77.1/24 with forwarding on that interface only (for the replies),
+    a server at 10.250.77.2:7000 that answers with the address it sees."""
+    import uuid
+    name, host_if = f"hout-{uuid.uuid4().hex[:6]}", f"hout{uuid.uuid4().hex[:6]}"
+    run = lambda *a: subprocess.run(a, check=True, capture_output=True)
+    run("ip", "netns", "add", name)
+    server = None
+    try:
+        run("ip", "link", "add", host_if, "type", "veth", "peer", "name", "o0", "netns", name)
+        run("ip", "addr", "add", "10.250.77.1/24", "dev", host_if)
+        run("ip", "link", "set", host_if, "up")
+        with open(f"/proc/sys/net/ipv4/conf/{host_if}/forwarding", "w") as f:
+            f.write("1")
+        for cmd in (("addr", "add", "10.250.77.2/24", "dev", "o0"), ("link", "set", "o0", "up"),
+                    ("link", "set", "lo", "up")):
+            run("ip", "-n", name, *cmd)
+        from helpers.net import SERVER
+        server = subprocess.Popen(["ip", "netns", "exec", name, "python3", "-u", "-c", SERVER, "outside", "7000"],
+                                  stdout=subprocess.PIPE, text=True)
+        assert server.stdout.readline().strip() == "ready"
+        yield "10.250.77.2"
+    finally:
+        if server is not None:
+            server.kill()
+            server.wait()
+            server.stdout.close()
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def test_outbound_traffic_is_masqueraded_and_internal_networks_stay_in(net, outside):
+    net.network("n1")
+    answer = net.client(["--network", "n1"], outside, 7000)
+    assert answer == "outside 10.250.77.1", "the outside sees the host's address, not the container's"
+    net.network("in", "--internal")
+    assert net.client(["--network", "in"], outside, 7000).startswith("error")
