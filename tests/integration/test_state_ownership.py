@@ -159,7 +159,7 @@ def test_entries_written_but_never_made_are_cleaned_without_error(hutch_oci, tmp
 
 
 def _create_steps() -> list[str]:
-    from hutch.oci.faults import STEPS
+    from hutch.faults import STEPS
     return [s for s in STEPS if s.startswith("create.")]
 
 

@@ -101,7 +101,7 @@ def test_non_root_user_gets_no_effective_caps():
     ({"ulimits": ["bogus=1"]}, "--ulimit"),
     ({"volumes": ["/nonexistent-hutch:/x"]}, "--volume[0]"),
     ({"volumes": ["/tmp:rel"]}, "--volume[0]"),
-    ({"net": "bridge"}, "--net"),
+    ({"net": "host", "networks": ["web"]}, "--network"),
     ({"user": "bob"}, "--user"),
     ({"time_offset": ["realtime=1"]}, "--time-offset"),
 ])

@@ -10,7 +10,7 @@ SRC = Path(__file__).resolve().parents[2] / "src" / "hutch"
 
 # layer number of each package; a module may import its own package and lower layers.
 LAYERS = {
-    "errors": 0, "record": 0, "checks": 0,                  # plain data helpers
+    "errors": 0, "record": 0, "checks": 0, "faults": 0,                 # plain data helpers
     "fastjson": 1, "syscall": 1, "dbus": 1,                 # the only ctypes code; protocols
     "ns": 2, "fs": 2, "security": 2, "cgroups": 2, "net": 2,  # one concern each
     "oci": 3,                                               # spec, state, launcher, lifecycle

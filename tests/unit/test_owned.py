@@ -1,4 +1,4 @@
-"""The ownership journal (oci/owned.py) and the fault-injection steps (oci/faults.py)."""
+"""The ownership journal (oci/owned.py) and the fault-injection steps (faults.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from hutch.errors import HutchError
-from hutch.oci import faults, owned
+from hutch import faults
+from hutch.oci import owned
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "hutch"
 

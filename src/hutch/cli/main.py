@@ -20,7 +20,7 @@ COMMANDS = {
     "features": "hutch.cli.oci",
     "update": "hutch.cli.cgroups", "pause": "hutch.cli.cgroups", "resume": "hutch.cli.cgroups",
     "events": "hutch.cli.cgroups", "stats": "hutch.cli.cgroups",
-    "ns": "hutch.cli.ns", "netns": "hutch.cli.netns",
+    "ns": "hutch.cli.ns", "netns": "hutch.cli.netns", "network": "hutch.cli.network",
 }
 
 USAGE = """usage: hutch [--root DIR] [--log FILE] [--log-format text|json] [--debug]
@@ -37,6 +37,8 @@ OCI runtime commands (as runc):
 namespace tools:
   ns ls | ns enter              lsns and nsenter equivalents
   netns add|del|list|exec|...   ip netns equivalent
+networks:
+  network create|ls|inspect|rm  bridge networks for hutch run --network NAME -p ...
 """
 
 VERSION = "0.1.0"

@@ -22,7 +22,13 @@ namespaces:
   --share pid,net,ipc,uts,mount,cgroup   keep the host's namespaces of these types
   --join-ns TYPE:PATH       join an existing namespace (e.g. net:/run/netns/x)
   --time-offset CLOCK=SECS  new time namespace (monotonic, boottime)
-  --net none|host           none (default): own netns, lo up; host: share the host's
+network:
+  --network none|host|container:ID|NAME|cni:NAME   (also --net; repeat for eth1, eth2...)
+                            none (default): own netns, lo up; host: the host's;
+                            container:ID: that container's; NAME: a bridge network
+                            (hutch0 is made on first use; see hutch network --help)
+  -p, --publish [HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp]   publish a port (ranges: 8000-8001:80-81)
+  --ip ADDR, --ip6 ADDR     the container's address in the first network
 filesystem:
   --rootfs DIR              root filesystem (pivot_root into it)
   -v, --volume SRC:DST[:ro] bind mount          --tmpfs DST   fresh tmpfs
@@ -51,7 +57,8 @@ FLAGS = [
     Flag("user", ("u",), value=True), Flag("group-add", value=True, repeat=True),
     Flag("ulimit", value=True, repeat=True), Flag("cap-add", value=True, repeat=True),
     Flag("cap-drop", value=True, repeat=True), Flag("privileged"), Flag("no-new-privileges"),
-    Flag("tty", ("t",)), Flag("interactive", ("i",)), Flag("it"), Flag("net", ("network",), value=True, default="none"),
+    Flag("tty", ("t",)), Flag("interactive", ("i",)), Flag("it"), Flag("net", ("network",), value=True, repeat=True),
+    Flag("publish", ("p",), value=True, repeat=True), Flag("ip", value=True), Flag("ip6", value=True),
     Flag("sysctl", value=True, repeat=True),
     Flag("memory", ("m",), value=True), Flag("memory-swap", value=True), Flag("cpus", value=True),
     Flag("cpu-shares", value=True), Flag("pids-limit", value=True), Flag("cpuset-cpus", value=True),
@@ -124,7 +131,8 @@ def to_run_options(opts: dict, args: list[str]):
         env=opts["env"], workdir=opts["workdir"], user=opts["user"], group_add=opts["group-add"],
         ulimits=opts["ulimit"], cap_add=opts["cap-add"], cap_drop=opts["cap-drop"],
         privileged=bool(opts["privileged"]), no_new_privileges=bool(opts["no-new-privileges"]),
-        tty=tty, interactive=bool(opts["interactive"] or opts["it"]), net=opts["net"],
+        tty=tty, interactive=bool(opts["interactive"] or opts["it"]), net=(opts["net"] or ["none"])[0],
+        networks=opts["net"][1:], publish=opts["publish"], ip=opts["ip"], ip6=opts["ip6"],
         resources=resources, sysctl=opts["sysctl"])
 
 

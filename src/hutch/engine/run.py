@@ -14,6 +14,7 @@ def run_container(options, root: str, systemd_cgroup: bool = False) -> int:
     stdio (stdin only with -i), a pty with -t, and clean up at exit."""
     from hutch.engine.runspec import build_spec, check_rootfs
     check_rootfs(options)
+    join_container_network(options, root)
     container_id = options.container_id()
     spec = build_spec(options, container_id)
     collect_stale_runs(root)
@@ -26,6 +27,23 @@ def run_container(options, root: str, systemd_cgroup: bool = False) -> int:
                                      cgroup=bool(options.resources) or systemd_cgroup)
     return run_attached(root, container_id, os.getcwd(), create, spec=spec,
                         interactive=options.interactive)
+
+
+def join_container_network(options, root: str) -> None:
+    """--network container:ID: join that container's network namespace (by its pid's
+    nsfs file, checked to be that container's process)."""
+    if not options.net.startswith("container:"):
+        return
+    from hutch.errors import ConfigError, HutchError
+    from hutch.oci import state as st
+    other = options.net.partition(":")[2]
+    try:
+        state = st.load(root, other)
+    except HutchError as err:
+        raise ConfigError(f"--network container:{other}: {err.message}", where="--network") from None
+    if state.live_status() not in ("created", "running", "paused") or not state.pid:
+        raise ConfigError(f"--network container:{other}: the container is not running", where="--network")
+    options.join_ns = [*options.join_ns, f"network:/proc/{state.pid}/ns/net"]
 
 
 def collect_stale_runs(root: str) -> None:

@@ -56,7 +56,11 @@ class RunOptions:
     no_new_privileges: bool = False
     tty: bool = False
     interactive: bool = False
-    net: str = "none"
+    net: str = "none"             # none | host | container:ID | a network's name (or cni:NAME)
+    networks: list[str] = field(default_factory=list)   # more networks: eth1, eth2, ...
+    publish: list[str] = field(default_factory=list)    # -p [HOSTIP:]HOSTPORT:CTRPORT[/tcp|udp]
+    ip: str | None = None          # the address in the first network
+    ip6: str | None = None
     resources: dict = field(default_factory=dict)   # OCI linux.resources (from --memory etc.)
     sysctl: list[str] = field(default_factory=list)
 
@@ -103,7 +107,7 @@ def build_spec(o: RunOptions, container_id: str) -> dict:
         "hostname": o.hostname or (container_id[:63] if "uts" not in _shared(o) else None),
         "mounts": _mounts(o),
         "linux": linux,
-        "annotations": {"org.hutch.run": "true"},
+        "annotations": {"org.hutch.run": "true", **_network_annotations(o)},
     }
     if o.domainname:
         spec["domainname"] = o.domainname
@@ -122,9 +126,37 @@ def _shared(o: RunOptions) -> set[str]:
             shared.add(name)
     if o.net == "host":
         shared.add("network")
-    elif o.net != "none":
-        raise ConfigError(f"unknown network mode {o.net!r}: use none or host", where="--net")
     return shared
+
+
+def joined_networks(o: RunOptions) -> list[str]:
+    """The bridge and CNI networks asked for, in order (eth0 first)."""
+    modes = ("none", "host")
+    if o.net == "host" and o.networks:
+        raise ConfigError("--network host cannot be combined with other networks", where="--network")
+    names = ([] if o.net in modes or o.net.startswith("container:") else [o.net]) + list(o.networks)
+    for name in names:
+        if name in modes or name.startswith("container:") or not name:
+            raise ConfigError(f"--network {name or '(empty)'} cannot be combined with other networks",
+                              where="--network")
+    return names
+
+
+def _network_annotations(o: RunOptions) -> dict:
+    names = joined_networks(o)
+    if o.net.startswith("container:") and (o.networks or o.publish):
+        raise ConfigError("a container sharing another's network cannot join networks or publish ports",
+                          where="--network")
+    if not names:
+        if o.publish:
+            raise ConfigError("publishing ports needs a network: add --network NAME (hutch0 is the default)",
+                              where="-p")
+        if o.ip or o.ip6:
+            raise ConfigError("--ip needs a network: add --network NAME", where="--ip")
+        return {}
+    from hutch.net.attach import annotations_for, parse_ports
+    parse_ports(o.publish)              # bad -p fails here, before anything is made
+    return annotations_for(names, o.publish, o.ip, o.ip6)
 
 
 def _namespaces(o: RunOptions) -> list[dict]:

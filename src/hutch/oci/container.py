@@ -15,7 +15,7 @@ import time
 from hutch import fastjson
 from hutch.errors import ConfigError, HutchError, StateError, SysCallError
 from hutch.oci import state as st
-from hutch.oci.faults import step
+from hutch.faults import step
 from hutch.record import dataclass
 from hutch.syscall import proc
 
@@ -208,6 +208,8 @@ def _create(root: str, container_id: str, bundle: str, o: CreateOptions, spec: d
     check_before_create(spec, bundle)
     check_terminal(spec, o.console_socket, o.console_fd, o.foreground)
     manager, resources = (_cgroup_manager(spec, container_id, o.systemd_cgroup) if o.cgroup else (None, None))
+    networking = _network_plan(root, container_id, spec)
+    setup = o.setup + ((networking.step,) if networking else ())
     with st.locked(root, container_id, create=True) as directory:
         try:
             os.mkdir(directory, 0o711)
@@ -219,6 +221,8 @@ def _create(root: str, container_id: str, bundle: str, o: CreateOptions, spec: d
         launch = None
         sock_fd = fifo_fd = None
         try:
+            if networking:
+                spec = networking.add_files(directory, spec)    # /etc/hosts, resolv.conf
             _write_json(os.path.join(directory, CONFIG_COPY), spec)
             st.save(root, state)
             step("create.state")
@@ -233,8 +237,8 @@ def _create(root: str, container_id: str, bundle: str, o: CreateOptions, spec: d
                                     console_fd=console_fd, preserve_fds=o.preserve_fds, no_pivot=o.no_pivot,
                                     new_keyring=not o.no_new_keyring, use_init=o.use_init, fifo_fd=fifo_fd,
                                     cgroup=manager, stdio=o.stdio, warmer=warmer,
-                                    parent_setup=bool(o.setup) or _has_pre_pivot_hooks(spec))
-            started = spawn(launch, _CreateSteps(root, state, manager, resources, spec, o.setup))
+                                    parent_setup=bool(setup) or _has_pre_pivot_hooks(spec))
+            started = spawn(launch, _CreateSteps(root, state, manager, resources, spec, setup))
             step("create.ready")
             state.status = "created"
             st.save(root, state)
@@ -263,6 +267,16 @@ def _new_state(container_id: str, bundle: str, spec: dict, o: CreateOptions) -> 
                     hooks=sorted(kind for kind, hooks in (spec.get("hooks") or {}).items() if hooks),
                     namespaces={ns["type"]: ns.get("path") or "new"
                                 for ns in (spec.get("linux") or {}).get("namespaces") or ()})
+
+
+def _network_plan(root: str, container_id: str, spec: dict):
+    """The container's networks (net/attach.py), checked; None when it asks for none.
+    The net package is imported only then."""
+    if "org.hutch.networks" not in (spec.get("annotations") or {}) and \
+            "org.hutch.publish" not in (spec.get("annotations") or {}):
+        return None
+    from hutch.net.attach import plan
+    return plan(root, container_id, spec)
 
 
 def _check_cgroup_free(state: st.State, manager) -> None:

@@ -324,14 +324,16 @@ def _reap(pid: int) -> None:
 
 
 def _abort(stage1_pid: int, pid: int, chan: Channel) -> None:
-    """Kill whatever was started; wait so that nothing is left running."""
-    chan.close()
+    """Kill whatever was started; wait so that nothing is left running.  The channel is
+    closed only after the kill: a child seeing its end of file first would print a
+    stray "ChannelClosed" on the container's stderr before it died."""
     for p in (pid, stage1_pid):
         if p:
             try:
                 os.kill(p, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+    chan.close()
     for p in (stage1_pid, pid):
         if p:
             _reap(p)

@@ -6,6 +6,7 @@ container's lock *before* the thing it names is made::
     {"kind": "cgroup", "driver": "v1", "paths": {...}, "created": [...]}
     {"kind": "process", "pid": 4242, "start": 123456}
     {"kind": "mount", "key": "mount:/run/netns/x", "path": "/run/netns/x"}
+    {"kind": "net", "key": "net:web", "root": ..., "network": "web", "id": ..., "host_if": ...}
 
 `undo_all` (delete, delete --force, collection of a crashed run) undoes the entries
 in reverse order of first appearance.  Every undo is idempotent -- a thing never made,
@@ -159,7 +160,21 @@ def _undo_file(entry: dict) -> None:
         pass
 
 
-UNDO = {"process": _undo_process, "cgroup": _undo_cgroup, "mount": _undo_mount, "file": _undo_file}
+def _undo_net(entry: dict) -> None:
+    """A bridge network joined (net/attach.py): ports, veth, lease, the network's live
+    part if it was the last member."""
+    from hutch.net.attach import undo
+    undo(entry)
+
+
+def _undo_cni(entry: dict) -> None:
+    """A CNI network joined (net/cni.py): DEL through the plugins, from the cached result."""
+    from hutch.net.cni import undo
+    undo(entry)
+
+
+UNDO = {"process": _undo_process, "cgroup": _undo_cgroup, "mount": _undo_mount, "file": _undo_file,
+        "net": _undo_net, "cni": _undo_cni}
 
 
 def register(kind: str, undo) -> None:

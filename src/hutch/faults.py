@@ -1,9 +1,10 @@
 """Fault injection: `HUTCH_FAULT=STEP hutch create ...` dies by SIGKILL at STEP.
 
 Every step of a verb that leaves something behind calls `step(NAME)`; STEPS lists
-them in order, and tests/unit/test_faults.py checks that every `step("...")` in the
-source is listed here, so the crash tests (tests/priv/test_crash_cleanup.py) cover a
-new step as soon as it is written.  Without the variable a step costs one comparison.
+them in order, and tests/unit/test_owned.py checks that every `step("...")` in the
+source is listed here, so the crash tests (tests/integration/test_state_ownership.py for
+create.*, test_net_crash.py for net.*) cover a new step as soon as it is written.
+At layer 0, so that every layer can mark its steps.  Without the variable a step costs one comparison.
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ STEPS = (
     "create.ready",            # the process waits for start; status not yet saved
     "create.saved",            # status "created" saved, pid file not yet written
     "delete.undone",           # delete: everything undone, directory still there
+    "net.recorded",            # a network join is in the journal, nothing made
+    "net.leased",              # its address and ports are leased, not yet wired
+    "net.wired",               # veth, addresses, routes, ports made; hosts not yet rewritten
 )
 
 _TARGET = os.environ.get("HUTCH_FAULT")
