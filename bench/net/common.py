@@ -120,7 +120,9 @@ class Hutch:
 
 @contextmanager
 def hutch_network(hutch: Hutch, name: str, cidr: str):
-    hutch("network", "create", name, "--subnet", cidr)
+    """A hutch network with a bridge of its own name (hutch's pick, the first free hutchN,
+    could be another session's whose bridge is not up yet)."""
+    hutch("network", "create", name, "--subnet", cidr, "--bridge", name)
     try:
         yield name
     finally:

@@ -15,7 +15,10 @@ times on a bridge network (alternating, after one warm-up of each):
            counterpart of)
 
 The network's cost is median(network) - median(none) per peer; the goal is hutch's under
-a third of netavark's.  Peak RSS (/usr/bin/time -v: the largest process of the command)
+a third of netavark's.  Two situations, measured one after the other: the container is
+the network's only one (its start makes the bridge and the firewall entries, its end
+removes them: both engines keep a bridge only while a container uses it), and the
+bridge is up already (a `sleep` container on the network meanwhile).  Peak RSS (/usr/bin/time -v: the largest process of the command)
 is measured once per command.  Everything made is removed at the end.
 
 Usage: bench/net/start.py [-n N] [--hutch PATH]
@@ -24,12 +27,16 @@ Usage: bench/net/start.py [-n N] [--hutch PATH]
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+import time
 
 from common import (HUTCH, Hutch, busybox, hutch_network, hutch_networking, median_ms,
                     peak_rss_kib, private_podman, require_root, run_timed, workdir)
 from helpers.engines import IMAGE
 from helpers.netpeers import INDEX, podman_network, subnet
+from helpers.run import kill_tree
 
 MODES = ("none", "network")
 
@@ -38,7 +45,7 @@ def measure(commands: dict[str, list[str]], n: int, env: dict | None = None) -> 
     """Times (s) and peak RSS (KiB) per mode; the modes alternate run by run so that drift
     (page cache, other load) falls on both alike."""
     for argv in commands.values():
-        run_timed(argv, env=env)                         # warm-up
+        run_timed(argv, env=env)         # warm-up
     times = {mode: [] for mode in commands}
     for _ in range(n):
         for mode, argv in commands.items():
@@ -54,8 +61,17 @@ def bench_hutch(work, rootfs, n: int, binary: str) -> tuple[dict, dict]:
         raise RuntimeError(why)
     run = ["run", "--rootfs", rootfs]
     with hutch_network(hutch, f"hbstart{INDEX}", subnet(247).cidr) as net:
-        return measure({"none": hutch.argv(*run, "--net", "none", "--", "/bin/true"),
-                        "network": hutch.argv(*run, "--network", net, "--", "/bin/true")}, n)
+        commands = {"none": hutch.argv(*run, "--net", "none", "--", "/bin/true"),
+                    "network": hutch.argv(*run, "--network", net, "--", "/bin/true")}
+        alone = measure(commands, n)
+        keeper = subprocess.Popen(hutch.argv(*run, "--network", net, "--", "sleep", "600"),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        try:
+            wait_for_link(net)
+            return alone, measure(commands, n)
+        finally:
+            kill_tree(keeper, ["sleep", "600"])
 
 
 def bench_podman(work, rootfs, n: int) -> tuple[dict, dict]:
@@ -63,26 +79,47 @@ def bench_podman(work, rootfs, n: int) -> tuple[dict, dict]:
         net = podman_network(podman, f"hbstart{INDEX}", f"hbstart{INDEX}", subnet(246))
         try:
             run = ["run", "--rm"]
-            return measure({"none": podman.argv(*run, "--network", "none", IMAGE, "/bin/true"),
-                            "network": podman.argv(*run, "--network", net, IMAGE, "/bin/true")},
-                           n, env=podman.env())
+            commands = {"none": podman.argv(*run, "--network", "none", IMAGE, "/bin/true"),
+                        "network": podman.argv(*run, "--network", net, IMAGE, "/bin/true")}
+            alone = measure(commands, n, env=podman.env())
+            podman("run", "-d", "--name", "hbstart-keeper", "--network", net, IMAGE,
+                   "sleep", "600", check=True)
+            wait_for_link(net)
+            return alone, measure(commands, n, env=podman.env())
         finally:
+            podman("rm", "--force", "--time", "0", "hbstart-keeper", cleanup=True)
             podman("network", "rm", "--force", net, cleanup=True)
+
+
+def wait_for_link(name: str, timeout: float = 20) -> None:
+    """Until the keeper container's network has its bridge up."""
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(f"/sys/class/net/{name}"):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"bridge {name} did not appear for the keeper container")
+        time.sleep(0.02)
+
+
+SITUATIONS = ("first container on the network (bridge made and removed by it)",
+              "bridge up (another container on the network)")
 
 
 def report(n: int, results: dict, notes: list[str]) -> None:
     print(f"bench/net/start.py: busybox /bin/true, n={n} per mode, median ms, peak RSS MiB")
-    print(f"{'peer':<18}{'--net none':>12}{'--network':>12}{'network cost':>14}"
-          f"{'RSS none':>10}{'RSS net':>9}")
-    cost = {}
-    for peer, (times, rss) in results.items():
-        none, net = median_ms(times["none"]), median_ms(times["network"])
-        cost[peer] = net - none
-        mem = [f"{rss[m] / 1024:.1f}" if rss.get(m) else "-" for m in MODES]
-        print(f"{peer:<18}{none:12.1f}{net:12.1f}{cost[peer]:14.1f}{mem[0]:>10}{mem[1]:>9}")
-    if "hutch" in cost and "podman+netavark" in cost:
-        ratio = cost["hutch"] / cost["podman+netavark"] if cost["podman+netavark"] > 0 else 0
-        print(f"hutch/netavark network cost: {ratio:.2f}x  (goal: < 0.33)")
+    for i, situation in enumerate(SITUATIONS):
+        print(f"\n{situation}:")
+        print(f"{'peer':<18}{'--net none':>12}{'--network':>12}{'network cost':>14}"
+              f"{'RSS none':>10}{'RSS net':>9}")
+        cost = {}
+        for peer, phases in results.items():
+            times, rss = phases[i]
+            none, net = median_ms(times["none"]), median_ms(times["network"])
+            cost[peer] = net - none
+            mem = [f"{rss[m] / 1024:.1f}" if rss.get(m) else "-" for m in MODES]
+            print(f"{peer:<18}{none:12.1f}{net:12.1f}{cost[peer]:14.1f}{mem[0]:>10}{mem[1]:>9}")
+        if "hutch" in cost and cost.get("podman+netavark", 0) > 0:
+            print(f"hutch/netavark network cost: {cost['hutch'] / cost['podman+netavark']:.2f}x"
+                  "  (goal: < 0.33)")
     for note in notes:
         print(f"note: {note}")
 
