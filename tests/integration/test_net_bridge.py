@@ -48,7 +48,9 @@ def test_container_gets_eth0_address_route_hosts_and_resolv(net):
     assert len(v4) == 1 and v4[0]["local"].startswith(prefix + ".") and v4[0]["prefixlen"] == 24
     assert info["operstate"] == "UP"
     default = [r for r in json.loads(routes) if r["dst"] == "default"]
-    assert default == [{"dst": "default", "gateway": prefix + ".1", "dev": "eth0", "flags": []}]
+    assert default == [{"dst": "default", "gateway": prefix + ".1", "dev": "eth0", "protocol": "static",
+                        "metric": 100, "flags": []}]
+    assert v4[0]["broadcast"] == prefix + ".255"
     assert f"{v4[0]['local']}\tbox" in hosts
     assert "127.0.0.1\tlocalhost" in hosts
     host_ns = [line for line in open("/etc/resolv.conf").read().splitlines()

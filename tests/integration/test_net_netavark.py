@@ -12,8 +12,7 @@ Then a published port: a server on port 80 in the container is reached from the 
 podman is the session's private one (tests/helpers/engines.py) driving the runtime under
 test; the network is netavark's, which is what is compared.  Both halves check that the
 host's firewall is as before once the network is gone (netavark 1.4 writes iptables
-rules, hutch its own nft table).  The hutch half is skipped until hutch has networks.
-"""
+rules, hutch its own nft table).  """
 
 from __future__ import annotations
 
@@ -255,12 +254,10 @@ def hutch_view(hutch_root, hutch_net, busybox_rootfs, tmp_path_factory) -> dict:
     return normalise(r.stdout, HUTCH_NET)
 
 
-# Where hutch differs from netavark 1.4 today, for the lead to decide (each has a strict
-# xfail below: it fails the day the two agree, and the entry here goes):
-# - netavark gives eth0's IPv4 address a broadcast (the subnet's last address); hutch none,
-#   so a send to x.x.x.255 is routed as unicast (ARP for .255) instead of broadcast;
-# - netavark's default route has metric 100 (100 + n for a container's n-th network, so
-#   two networks' default routes do not collide) and protocol static; hutch's neither.
+# Where hutch differed from netavark 1.4 and was brought in line (the two tests after
+# test_hutch_view_equals_netavarks keep it so):
+# - netavark gives eth0's IPv4 address a broadcast (the subnet's last address);
+# - netavark's default route has metric 100 and protocol static.
 def without_known_differences(view: dict) -> dict:
     view = dict(view)
     view["addresses"] = [a[:4] for a in view["addresses"]]
@@ -274,12 +271,10 @@ def test_hutch_view_equals_netavarks(hutch_view, podman_view):
     assert without_known_differences(hutch_view) == without_known_differences(podman_view)
 
 
-@pytest.mark.xfail(strict=True, reason="hutch's eth0 address has no broadcast; netavark's has")
 def test_hutch_address_broadcast_as_netavark(hutch_view, podman_view):
     assert hutch_view["addresses"] == podman_view["addresses"]
 
 
-@pytest.mark.xfail(strict=True, reason="netavark's default route: metric 100, proto static")
 def test_hutch_default_route_as_netavark(hutch_view, podman_view):
     def default(view):
         return next(r for r in view["routes"] if dict(r).get("dst") == "default")

@@ -321,15 +321,22 @@ def _wire(pid: int, root: str, network, host_if: str, ifname: str, ips: list[str
             host.set_link(host_if, up=True)
     finally:
         os.close(fd)
+    from hutch.net.addr import ip_interface
+    from hutch.net.netlink import RTPROT_STATIC
     with Netlink(netns=netns) as inside:
         for ip in ips:
-            inside.add_address(ifname, ip)
+            # IPv4 with its subnet's broadcast address, as netavark and `ip addr add ... brd +`
+            broadcast = None if ":" in ip else str(ip_interface(ip).network.broadcast_address)
+            inside.add_address(ifname, ip, broadcast=broadcast)
         inside.set_link(ifname, up=True)
         if default_route:
             for family in (4, 6):
                 subnet = network.subnet_of(family)
                 if subnet is not None:
-                    inside.add_route("default", gateway=subnet.gateway, dev=ifname, family=family)
+                    # metric 100 and proto static: what netavark gives (tests/integration/
+                    # test_net_netavark.py compares)
+                    inside.add_route("default", gateway=subnet.gateway, dev=ifname, family=family,
+                                     metric=100, protocol=RTPROT_STATIC)
 
 
 def container_alias(container_id: str, root: str) -> str:

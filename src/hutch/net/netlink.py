@@ -54,12 +54,13 @@ RTEXT_FILTER_SKIP_STATS = 1 << 3      # dumps without the (large) statistics blo
 IFF_UP = 0x1
 OPERSTATES = ("UNKNOWN", "NOTPRESENT", "DOWN", "LOWERLAYERDOWN", "TESTING", "DORMANT", "UP")
 
-IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_FLAGS = 1, 2, 3, 8
+IFA_ADDRESS, IFA_LOCAL, IFA_LABEL, IFA_BROADCAST, IFA_FLAGS = 1, 2, 3, 4, 8
 IFA_F_NODAD = 0x02
 
 RTA_DST, RTA_OIF, RTA_GATEWAY, RTA_PRIORITY, RTA_PREFSRC, RTA_TABLE = 1, 4, 5, 6, 7, 15
 RT_TABLE_MAIN = 254
 RTPROT_BOOT = 3                # what `ip route add` uses by default
+RTPROT_STATIC = 4              # "proto static": set by an administrator's tool (netavark too)
 RT_SCOPE_UNIVERSE, RT_SCOPE_LINK = 0, 253
 RTN_UNICAST = 1
 
@@ -339,16 +340,19 @@ def veth_request(name: str, peer: str, peer_netns: int | None = None, mtu: int |
     return ifinfo() + link_attrs(name, mtu=mtu, master=master) + linkinfo("veth", data)
 
 
-def address_request(index: int, cidr: str, nodad: bool = True) -> bytes:
+def address_request(index: int, cidr: str, nodad: bool = True, broadcast: str | None = None) -> bytes:
     af, raw, prefixlen = parse_cidr(cidr)
     flags = IFA_F_NODAD if nodad and af == AF_INET6 else 0
     body = IFADDRMSG.pack(af, prefixlen, flags, RT_SCOPE_UNIVERSE, index)
     # as iproute2: IFA_LOCAL and IFA_ADDRESS both (no peer: the same address)
-    return body + attr(IFA_LOCAL, raw) + attr(IFA_ADDRESS, raw) + attr_u32(IFA_FLAGS, flags)
+    body += attr(IFA_LOCAL, raw) + attr(IFA_ADDRESS, raw) + attr_u32(IFA_FLAGS, flags)
+    if broadcast is not None:
+        body += attr(IFA_BROADCAST, parse_ip(broadcast, 4)[1])
+    return body
 
 
 def route_request(dst: str = "default", gateway: str | None = None, oif: int | None = None,
-                  family: int = 4, metric: int | None = None) -> bytes:
+                  family: int = 4, metric: int | None = None, protocol: int = RTPROT_BOOT) -> bytes:
     if dst == "default":
         af, dst_raw, dst_len = FAMILIES.get(family), None, 0
         if af is None:
@@ -357,7 +361,7 @@ def route_request(dst: str = "default", gateway: str | None = None, oif: int | N
         af, dst_raw, dst_len = parse_cidr(dst, family)
     # iproute2's default scope: link for a route with no gateway, universe otherwise
     scope = RT_SCOPE_UNIVERSE if gateway else RT_SCOPE_LINK
-    body = RTMSG.pack(af, dst_len, 0, 0, RT_TABLE_MAIN, RTPROT_BOOT, scope, RTN_UNICAST, 0)
+    body = RTMSG.pack(af, dst_len, 0, 0, RT_TABLE_MAIN, protocol, scope, RTN_UNICAST, 0)
     if dst_raw is not None:
         body += attr(RTA_DST, dst_raw)
     if gateway is not None:
@@ -628,11 +632,11 @@ class Netlink:
 
     # -- addresses --
 
-    def add_address(self, name_or_index, cidr: str, nodad: bool = True) -> None:
+    def add_address(self, name_or_index, cidr: str, nodad: bool = True, broadcast: str | None = None) -> None:
         what = f"cannot add address {cidr} to link {name_or_index}"
-        parse_cidr(cidr)                          # bad input fails before any request
+        address_request(0, cidr, nodad, broadcast)    # bad input fails before any request
         index = self.index(name_or_index, what)
-        self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, address_request(index, cidr, nodad), what)
+        self.request(RTM_NEWADDR, NLM_F_CREATE | NLM_F_EXCL, address_request(index, cidr, nodad, broadcast), what)
 
     def addresses(self, name_or_index=None) -> list[dict]:
         index = None if name_or_index is None else self.index(name_or_index, "cannot list addresses")
@@ -643,15 +647,15 @@ class Netlink:
     # -- routes --
 
     def add_route(self, dst: str = "default", gateway: str | None = None, dev=None, family: int = 4,
-                  metric: int | None = None) -> None:
+                  metric: int | None = None, protocol: int = RTPROT_BOOT) -> None:
         if dst != "default" and isinstance(dst, str) and ":" in dst:
             family = 6
         elif gateway is not None and isinstance(gateway, str) and ":" in gateway:
             family = 6
         what = "cannot add " + describe_route(dst, gateway, dev)
-        body = route_request(dst, gateway, None, family, metric)     # checks input first
+        body = route_request(dst, gateway, None, family, metric, protocol)     # checks input first
         if dev is not None:
-            body = route_request(dst, gateway, self.index(dev, what), family, metric)
+            body = route_request(dst, gateway, self.index(dev, what), family, metric, protocol)
         self.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, body, what)
 
     def routes(self, family: int = 4) -> list[dict]:
