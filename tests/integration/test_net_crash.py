@@ -192,3 +192,27 @@ def test_leases_of_containers_whose_state_is_gone_are_pruned(net, bundle):
     assert "10.251.11.2" in out                   # the only address of the /30, free again
     assert net.leases("one") == {}
     _assert_clean(net, "one", "18194")
+
+
+def test_a_network_removed_while_a_create_waits_for_it(net, bundle):
+    """network rm between the plan (network loaded) and the join: the join finds it gone
+    and fails cleanly; nothing is made for a network without a definition."""
+    net.network("gone")
+    b = bundle(["sleep", "60"], annotations={"org.hutch.networks": "gone"})
+    lock = os.path.join(net.root, ".net", ".gone.lock")
+    import fcntl
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)                  # the join will wait here
+    with open(os.devnull, "w") as null:
+        err = open(os.path.join(net.root, "err"), "w+")
+        proc = subprocess.Popen([net.exe, "--root", net.root, "create", "--bundle", str(b), "late"],
+                                stdin=subprocess.DEVNULL, stdout=null, stderr=err)
+        import time
+        time.sleep(1.0)
+        os.unlink(os.path.join(net.root, ".net", "networks", "gone.json"))   # what rm does, lock held
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+        assert proc.wait(timeout=30) == 1
+        err.seek(0)
+        assert "network gone not found" in err.read()
+    assert net.leases("gone") == {} and net.links() == []

@@ -245,9 +245,11 @@ def join(ctx, root: str, network, ifname: str, hostname: str, ip=None, ip6=None,
     container_id = ctx.state.id
     host_if = "vh" + os.urandom(5).hex()
     ctx.own({"kind": "net", "key": f"net:{network.name}", "root": root, "network": network.name,
-             "id": container_id, "host_if": host_if})
+             "id": container_id, "host_if": host_if, "definition": network.to_json()})
     step("net.recorded")
     with netstore.lock(root, network.name):
+        # `network rm` may have run since the plan was checked (it holds this lock too)
+        network = netstore.load(root, network.name)
         data = ipam.read_leases(root, network.name)
         prune_stale(root, data, container_id)
         _check_ports(root, network.name, data, list(ports), container_id)
@@ -433,7 +435,9 @@ def undo(entry: dict) -> None:
     try:
         network = netstore.load(root, name)
     except HutchError:
-        network = None
+        # removed or damaged since: the copy in the entry still names the bridge to take away
+        definition = entry.get("definition")
+        network = netstore.Network.from_json(definition, "owned.jsonl") if definition else None
     with netstore.lock(root, name):
         data = ipam.read_leases(root, name)
         if _release(root, data, container_id, entry.get("host_if")):
