@@ -121,6 +121,20 @@ def test_start_path_imports_nothing_heavy():
     heavy = {"json", "re", "dataclasses", "argparse", "threading", "asyncio", "pyroute2", "subprocess", "hutch.tools", "hutch.net", "hutch.trace", "hutch.checkpoint", "hutch.topo",
              "hutch.cgroups.stats", "socket", "tempfile", "email", "http"}
     assert not (loaded & heavy), loaded & heavy
+    assert not [m for m in loaded if m.startswith("hutch.net")], "--net none loads networking"
+
+
+def test_network_path_imports_nothing_heavy():
+    """`hutch run --network`: the setup step's modules, still without json, re,
+    subprocess, socket (the C _socket is enough) or ipaddress (net/addr.py)."""
+    code = ("import sys; import hutch.net.attach, hutch.net.ipam, hutch.net.network, hutch.net.netlink, "
+            "hutch.net.nft, hutch.net.hosts, hutch.net.addr, hutch.syscall.nftables; "
+            "print(' '.join(sorted(sys.modules)))")
+    loaded = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                check=True).stdout.split())
+    heavy = {"json", "re", "enum", "socket", "ipaddress", "dataclasses", "argparse", "threading",
+             "subprocess", "pyroute2", "functools"}
+    assert not (loaded & heavy), loaded & heavy
 
 
 def test_systemd_driver_path_imports_nothing_heavy():
