@@ -62,3 +62,18 @@ def containerd(containerd_engine):
     """The session's containerd; every task and container a test made is removed after."""
     yield containerd_engine
     containerd_engine.remove_all()
+
+
+@pytest.fixture
+def net(tmp_path):
+    """hutch with a private --root for the networking tests (helpers/net.py); afterwards
+    every container and network it made is removed and no link of that root is left."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    from helpers.net import Net
+    n = Net(str(tmp_path / "root"))
+    try:
+        yield n
+    finally:
+        n.cleanup()
+    assert not n.links(), "links left behind"

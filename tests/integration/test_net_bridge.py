@@ -18,18 +18,6 @@ from helpers.net import (Net, host_links, link_info, nft_table, random_subnet, t
 pytestmark = [pytest.mark.priv]
 
 
-@pytest.fixture
-def net(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    n = Net(str(tmp_path / "root"))
-    try:
-        yield n
-    finally:
-        n.cleanup()
-    assert not n.links(), "links left behind"
-
-
 def _veths(before: set[str]) -> set[str]:
     return {link for link in host_links() - before if link.startswith("vh")}
 

@@ -57,16 +57,6 @@ def cni(tmp_path):
         subprocess.run(["ip", "netns", "del", host])
 
 
-@pytest.fixture
-def net(tmp_path):
-    n = Net(str(tmp_path / "root"))
-    try:
-        yield n
-    finally:
-        n.cleanup()
-    assert not n.links()
-
-
 def _view(out: str) -> dict:
     """What the container sees, without what legitimately differs (addresses' last
     byte, MACs, indices, the host-side names)."""

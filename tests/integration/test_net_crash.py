@@ -17,18 +17,6 @@ from helpers.net import Net, nft_table
 pytestmark = [pytest.mark.priv]
 
 
-@pytest.fixture
-def net(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    n = Net(str(tmp_path / "root"))
-    try:
-        yield n
-    finally:
-        n.cleanup()
-    assert not n.links(), "links left behind"
-
-
 def _assert_clean(net: Net, network: str, port: str | None = None) -> None:
     assert net.leases(network) == {}
     assert net.links() == []
