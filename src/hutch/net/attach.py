@@ -161,7 +161,18 @@ class Plan:
                                   where="--network")
             self.networks.append((name, netstore.load_or_default(self.root, name)))
         self._check_addresses(self.networks[0][1])
+        self._check_port_families(self.networks[0][1])
         return self
+
+    def _check_port_families(self, first) -> None:
+        """A host address of a family the first network lacks would publish nothing."""
+        if first is None:
+            return                       # CNI: portmap decides
+        for port in self.request.ports:
+            family = 6 if ":" in port["host_ip"] else 4
+            if port["host_ip"] and first.subnet_of(family) is None:
+                raise ConfigError(f"{port['host_ip']}:{port['host_port']}: network {first.name} has no "
+                                  f"IPv{family} subnet to publish it on", where="-p")
 
     def _check_addresses(self, first) -> None:
         from hutch.net.ipam import check_requested
@@ -244,8 +255,9 @@ def join(ctx, root: str, network, ifname: str, hostname: str, ip=None, ip6=None,
     from hutch.faults import step
     container_id = ctx.state.id
     host_if = "vh" + os.urandom(5).hex()
-    ctx.own({"kind": "net", "key": f"net:{network.name}", "root": root, "network": network.name,
-             "id": container_id, "host_if": host_if, "definition": network.to_json()})
+    entry = {"kind": "net", "key": f"net:{network.name}", "root": root, "network": network.name,
+             "id": container_id, "host_if": host_if, "definition": network.to_json()}
+    ctx.own(entry)
     step("net.recorded")
     with netstore.lock(root, network.name):
         # `network rm` may have run since the plan was checked (it holds this lock too)
@@ -262,6 +274,7 @@ def join(ctx, root: str, network, ifname: str, hostname: str, ip=None, ip6=None,
                  "hostname": hostname}
         data["leases"][container_id] = lease
         ipam.write_leases(root, network.name, data)
+        ctx.own(dict(entry, leased=True))     # from here on the undo must read the leases
         step("net.leased")
         if not (data.get("live") and _bridge_exists(network.bridge)):
             bring_up(root, network)
@@ -439,7 +452,14 @@ def undo(entry: dict) -> None:
         definition = entry.get("definition")
         network = netstore.Network.from_json(definition, "owned.jsonl") if definition else None
     with netstore.lock(root, name):
-        data = ipam.read_leases(root, name)
+        try:
+            data = ipam.read_leases(root, name)
+        except ConfigError:
+            if entry.get("leased"):
+                raise                      # a lease may be in there: say so (one warning)
+            # the join never got a lease (the damage stopped it, and was reported then)
+            _release(root, {"leases": {}}, container_id, entry.get("host_if"))
+            return
         if _release(root, data, container_id, entry.get("host_if")):
             ipam.write_leases(root, name, data)
         if network is not None and not data["leases"]:

@@ -28,12 +28,36 @@ def leases_path(root: str, name: str) -> str:
 
 def read_leases(root: str, name: str) -> dict:
     from hutch.net.network import read_json
-    data = read_json(leases_path(root, name))
+    path = leases_path(root, name)
+    data = read_json(path)
     if data is None:
         return {"next": {}, "leases": {}}
     data.setdefault("next", {})
     data.setdefault("leases", {})
+    _check_leases(data, path)
     return data
+
+
+def _check_leases(data: dict, path: str) -> None:
+    """The shape IPAM relies on; a damaged file is one ConfigError naming it."""
+    try:
+        if not isinstance(data["next"], dict) or not isinstance(data["leases"], dict):
+            raise ValueError("next and leases must be objects")
+        for value in data["next"].values():
+            ipaddress.ip_address(value)
+        for holder, lease in data["leases"].items():
+            if not isinstance(lease, dict) or not isinstance(lease.get("ips"), list):
+                raise ValueError(f"lease of {holder!r} is not an object with a list of ips")
+            for ip in lease["ips"]:
+                ipaddress.ip_interface(ip)
+            ports = lease.get("ports") or []
+            if not isinstance(ports, list) or not all(
+                    isinstance(p, dict) and isinstance(p.get("host_port"), int) and
+                    p.get("protocol") in ("tcp", "udp") and isinstance(p.get("container_port"), int)
+                    for p in ports):
+                raise ValueError(f"ports of {holder!r} are not port mappings")
+    except (ValueError, TypeError, AttributeError) as err:
+        raise ConfigError(f"damaged leases file ({err})", where=path) from None
 
 
 def write_leases(root: str, name: str, data: dict) -> None:
@@ -187,15 +211,21 @@ def _search(net, start, taken):
 def port_conflicts(all_leases: dict[str, dict], wanted: list[dict], me: str) -> str | None:
     """A message if one of wanted's host ports is published already by another container
     (all_leases: network name -> leases data)."""
+    # Indexed by (protocol, port): ranges of thousands of ports on both sides would be
+    # millions of pairs compared one by one.
+    published: dict[tuple, list] = {}
     for network, data in all_leases.items():
         for holder, lease in data["leases"].items():
             if holder == me:
                 continue
             for theirs in lease.get("ports") or ():
-                for mine in wanted:
-                    if _same_host_port(mine, theirs):
-                        return (f"host port {_describe(mine)} is already published by container "
-                                f"{holder} (network {network})")
+                published.setdefault((theirs["protocol"], theirs["host_port"]), []).append(
+                    (theirs, holder, network))
+    for mine in wanted:
+        for theirs, holder, network in published.get((mine["protocol"], mine["host_port"]), ()):
+            if _same_host_port(mine, theirs):
+                return (f"host port {_describe(mine)} is already published by container "
+                        f"{holder} (network {network})")
     return None
 
 

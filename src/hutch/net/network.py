@@ -48,12 +48,22 @@ class Network:
 
     @classmethod
     def from_json(cls, data: dict, where: str) -> "Network":
+        """A definition read back, checked as `network create` checks what it writes: a
+        file edited by hand must not reach nft commands, sysfs paths or IPAM unchecked."""
         try:
-            return cls(name=data["name"], bridge=data["bridge"], internal=bool(data.get("internal")),
-                       subnets=[Subnet(s["subnet"], s["gateway"]) for s in data["subnets"]],
-                       mtu=int(data.get("mtu") or DEFAULT_MTU), created=data.get("created", ""))
-        except (KeyError, TypeError, ValueError) as err:
-            raise ConfigError(f"not a network definition ({err})", where=where) from None
+            network = cls(name=data["name"], bridge=data["bridge"], internal=bool(data.get("internal")),
+                          subnets=[Subnet(s["subnet"], s["gateway"]) for s in data["subnets"]],
+                          mtu=int(data.get("mtu") or DEFAULT_MTU), created=data.get("created", ""))
+            check_name(network.name)
+            _check_bridge_name(network.bridge, [])
+            if not network.subnets or not 68 <= network.mtu <= 65535:
+                raise ValueError("no subnet, or an MTU outside 68-65535")
+            for s in network.subnets:
+                _check_subnet(s)
+        except (KeyError, TypeError, ValueError, AttributeError, HutchError) as err:
+            text = err.message if isinstance(err, HutchError) else err
+            raise ConfigError(f"not a valid network definition ({text})", where=where) from None
+        return network
 
     def subnet_of(self, family: int) -> Subnet | None:
         for s in self.subnets:
@@ -135,7 +145,10 @@ def load(root: str, name: str) -> Network:
     if data is None:
         raise NotFoundError(f"network {name} not found (hutch network ls lists them)",
                             where="--network")
-    return Network.from_json(data, path)
+    network = Network.from_json(data, path)
+    if network.name != name:
+        raise ConfigError(f"not a valid network definition (it names network {network.name!r})", where=path)
+    return network
 
 
 def load_or_default(root: str, name: str) -> Network:
@@ -232,6 +245,13 @@ def _pick_bridge(name: str, others: list[Network]) -> str:
         if candidate not in used and not os.path.exists(f"/sys/class/net/{candidate}"):
             return candidate
     raise HutchError("no free bridge name hutch1..hutch9999", where="network create")
+
+
+def _check_subnet(s: Subnet) -> None:
+    from hutch.net import addr
+    net = addr.ip_network(s.subnet, strict=True)
+    if addr.ip_address(s.gateway) not in net:
+        raise ValueError(f"gateway {s.gateway} is not in {s.subnet}")
 
 
 def _check_bridge_name(bridge: str, others: list[Network]) -> None:

@@ -17,6 +17,11 @@ taking it away is deleting exactly those elements::
                                loaded the packet stays bridged and has no iifname,
                                hence the match on the source subnet)
                                a network's subnet leaving its bridges: masquerade
+    guard (raw prerouting)     from a bridge to or from 127.0.0.0/8: drop -- route_localnet
+                               on the bridges would otherwise let a container reach the
+                               host's loopback-only services (CVE-2020-8558, kube-proxy);
+                               replies to 127.0.0.1's published ports come addressed to
+                               the gateway and are de-NATed only later, at conntrack
     forward (filter)           dnat'ed: accept (published ports are public);
                                from a bridge: its network's chain (isolation)
     net-<bridge>               to its own bridge: accept; to another hutch bridge:
@@ -54,11 +59,13 @@ add chain {TABLE} prerouting {{ type nat hook prerouting priority dstnat; policy
 add chain {TABLE} output {{ type nat hook output priority -100; policy accept; }}
 add chain {TABLE} postrouting {{ type nat hook postrouting priority srcnat; policy accept; }}
 add chain {TABLE} forward {{ type filter hook forward priority filter; policy accept; }}
+add chain {TABLE} guard {{ type filter hook prerouting priority raw; policy accept; }}
 flush chain {TABLE} ports
 flush chain {TABLE} prerouting
 flush chain {TABLE} output
 flush chain {TABLE} postrouting
 flush chain {TABLE} forward
+flush chain {TABLE} guard
 add rule {TABLE} prerouting fib daddr type local jump ports
 add rule {TABLE} output fib daddr type local jump ports
 add rule {TABLE} ports dnat ip to ip daddr . meta l4proto . th dport map @dnat4
@@ -70,6 +77,8 @@ add rule {TABLE} postrouting ct status dnat oifname @bridges ip saddr @nets4 mas
 add rule {TABLE} postrouting ct status dnat oifname @bridges ip6 saddr @nets6 masquerade
 add rule {TABLE} postrouting ip saddr @masq4 oifname != @bridges masquerade
 add rule {TABLE} postrouting ip6 saddr @masq6 oifname != @bridges masquerade
+add rule {TABLE} guard iifname @bridges ip daddr 127.0.0.0/8 drop
+add rule {TABLE} guard iifname @bridges ip saddr 127.0.0.0/8 drop
 add rule {TABLE} forward ct status dnat accept
 add rule {TABLE} forward iifname vmap @isolation
 """
