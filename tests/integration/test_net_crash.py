@@ -164,6 +164,23 @@ def test_rootless_networking_is_refused_with_a_reason(net):
         "hutch: --network: bridge and CNI networks need root (rootless: --net none or host)"
 
 
+def _remove_cgroup_dirs(cid: str) -> None:
+    """The container's cgroup directories (default parent /hutch) and the parent if empty."""
+    import time
+    from pathlib import Path
+    for leaf in Path("/sys/fs/cgroup").glob(f"*/hutch/{cid}"):
+        for _ in range(100):               # the killed process leaves the group asynchronously
+            try:
+                leaf.rmdir()
+                break
+            except OSError:
+                time.sleep(0.02)
+        try:
+            leaf.parent.rmdir()
+        except OSError:
+            pass                           # other containers' groups are in it
+
+
 def test_leases_of_containers_whose_state_is_gone_are_pruned(net, bundle):
     """A state directory removed by hand leaves a lease (and published port) behind; the
     next join on the network releases it instead of keeping the address and port."""
@@ -175,6 +192,7 @@ def test_leases_of_containers_whose_state_is_gone_are_pruned(net, bundle):
     os.kill(json.loads(pid)["pid"], 9)
     shutil.rmtree(os.path.join(net.root, "lost"))
     os.unlink(os.path.join(net.root, ".lost.lock"))
+    _remove_cgroup_dirs("lost")            # what the removed state would have undone
     assert "lost" in net.leases("one")
     out = net.run("--network", "one", "-p", "18194:80", "--", "cat", "/etc/hosts").stdout
     assert "10.251.11.2" in out                   # the only address of the /30, free again
