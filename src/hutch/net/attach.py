@@ -276,7 +276,7 @@ def join(ctx, root: str, network, ifname: str, hostname: str, ip=None, ip6=None,
         ipam.write_leases(root, network.name, data)
         ctx.own(dict(entry, leased=True))     # from here on the undo must read the leases
         step("net.leased")
-        if not (data.get("live") and _bridge_exists(network.bridge)):
+        if not (data.get("live") and _bridge_is_ours(root, network)):
             bring_up(root, network)
             data["live"] = True          # the next member skips bring_up (a cost of ~15 ms)
             ipam.write_leases(root, network.name, data)
@@ -387,8 +387,14 @@ def bring_up(root: str, network) -> None:
         fw.add_network(network.bridge, [s.subnet for s in network.subnets], network.internal)
 
 
-def _bridge_exists(bridge: str) -> bool:
-    return os.path.exists(f"/sys/class/net/{bridge}")
+def _bridge_is_ours(root: str, network) -> bool:
+    """The bridge exists and its alias names this network (sysfs: no netlink round trip).
+    Otherwise bring_up runs, and refuses a bridge of the same name that is someone else's."""
+    try:
+        with open(f"/sys/class/net/{network.bridge}/ifalias") as f:
+            return f.read().rstrip("\n") == network.alias(root)
+    except OSError:
+        return False
 
 
 def teardown_network(root: str, network) -> None:

@@ -83,11 +83,13 @@ def read(directory: str, warn=None) -> list[dict]:
 def undo_all(entries: list[dict], warn) -> None:
     """Undo entries in reverse; one failing undo is reported and the rest still run."""
     for entry in reversed(entries):
-        try:
-            UNDO[entry["kind"]](entry)
-        except KeyError:
+        undo = UNDO.get(entry.get("kind"))
+        if undo is None:
             warn(f"cannot undo owned {entry.get('kind')!r}: unknown kind")
-        except (HutchError, OSError) as err:
+            continue
+        try:
+            undo(entry)      # a KeyError in here is the undo's own, not an unknown kind
+        except (HutchError, OSError, KeyError, TypeError, ValueError) as err:
             warn(f"cannot undo owned {key_of(entry)}: {err}")
 
 
