@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 
+from hutch.syscall.proc import read_text
+
 HOSTS = "hosts"
 RESOLV = "resolv.conf"
 _HEADER = ("127.0.0.1\tlocalhost\n"
@@ -78,10 +80,10 @@ def resolv_conf(source: str = "/etc/resolv.conf") -> str:
     """The host's resolver settings without loopback nameservers (unreachable from a
     container's own network namespace); systemd-resolved's upstream list if the host
     only has its stub."""
-    text = _read(source)
+    text = read_text(source)
     kept, dropped = _without_loopback(text)
     if dropped and not any(line.startswith("nameserver") for line in kept):
-        upstream = _read("/run/systemd/resolve/resolv.conf")
+        upstream = read_text("/run/systemd/resolve/resolv.conf")
         if upstream:
             kept, _ = _without_loopback(upstream)
     return "".join(kept)
@@ -99,9 +101,3 @@ def _without_loopback(text: str) -> tuple[list[str], bool]:
     return kept, dropped
 
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""

@@ -33,6 +33,8 @@ forks), so a bad config fails before anything changes.
 from __future__ import annotations
 
 import os
+
+from hutch.syscall.proc import read_text
 from hutch.record import dataclass, field
 
 from hutch import checks
@@ -315,21 +317,15 @@ def _label(value, where: str) -> str | None:
 
 # --- LSM detection --------------------------------------------------------------------
 
-def _read(path: str) -> str:
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def _active_lsms() -> list[str]:
-    return _read("/sys/kernel/security/lsm").strip().split(",")
+    return read_text("/sys/kernel/security/lsm").strip().split(",")
 
 
 def apparmor_enabled() -> bool:
     """AppArmor is the active LSM (the checks libapparmor and runc make)."""
-    return _read("/sys/module/apparmor/parameters/enabled").startswith("Y") or \
+    return read_text("/sys/module/apparmor/parameters/enabled").startswith("Y") or \
         "apparmor" in _active_lsms()
 
 
@@ -473,7 +469,7 @@ def apply_memory_policy(policy: MemoryPolicy) -> None:
     except SysCallError as err:
         hint = ""
         if err.errno == 22 and policy.nodes:   # EINVAL: most often a node this host lacks
-            online = _read("/sys/devices/system/node/online").strip()
+            online = read_text("/sys/devices/system/node/online").strip()
             hint = f"nodes online here: {online or 'unknown'}"
         raise _fail(f"set_mempolicy {policy.text}", err, "linux.memoryPolicy", hint) from None
 
@@ -535,7 +531,7 @@ def _groups_from_etc(uid: int) -> list[int]:
     """Supplementary groups /etc/group gives the user named by uid in /etc/passwd (runc
     adds these to additionalGids).  Best effort: a rootfs without the files gives none."""
     name = None
-    for line in _read("/etc/passwd").splitlines():
+    for line in read_text("/etc/passwd").splitlines():
         fields = line.split(":")
         if len(fields) > 2 and fields[2] == str(uid):
             name = fields[0]
@@ -543,7 +539,7 @@ def _groups_from_etc(uid: int) -> list[int]:
     if name is None:
         return []
     groups = []
-    for line in _read("/etc/group").splitlines():
+    for line in read_text("/etc/group").splitlines():
         fields = line.split(":")
         if len(fields) > 3 and name in fields[3].split(",") and fields[2].isdigit():
             groups.append(int(fields[2]))

@@ -109,3 +109,13 @@ def children_pids(pid: int) -> list[int]:
     except FileNotFoundError:
         pass
     return out
+
+
+def read_text(path: str) -> str:
+    """A small text file's content, or "" if it cannot be read (a missing /sys or /etc
+    file is an answer, not an error, for the callers: LSM and resolver probes)."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
