@@ -146,7 +146,7 @@ def test_networks_are_isolated_from_each_other_and_none_has_no_eth0(net):
     assert net.client(["--net", "none"], web_ip, 80).startswith("error")
 
 
-def test_internal_network_reaches_its_members_but_not_the_host(net):
+def test_internal_network_reaches_its_members_is_not_masqueraded_and_drops_the_rest(net):
     net.network("in", "--internal")
     net.server("db", "--network", "in")
     assert net.client(["--network", "in"], "db", 80).startswith("db ")
